@@ -1,0 +1,268 @@
+"""Typed configuration read once from ``params.yaml``.
+
+Library code receives these objects (or plain arguments); only the CLI and the Prefect
+flows call :func:`load_params`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassSpec(_Strict):
+    """One semantic class: its name and display / palette colour (RGB)."""
+
+    name: str
+    color: tuple[int, int, int]
+
+
+class SyntheticConfig(_Strict):
+    n_scenes: int = 8
+    scene_size: int = 512
+    looks: float = Field(1.0, gt=0)
+    seed: int = 0
+    # "target": SAR land-cover statistics; "source": the stand-in pretraining domain.
+    domain: Literal["target", "source"] = "target"
+
+
+class FusarMapConfig(_Strict):
+    root: Path
+    version: Literal[1, 2] = 1
+
+
+class FolderConfig(_Strict):
+    root: Path
+    images: str = "images"
+    masks: str = "masks"
+    mask_mode: Literal["index", "rgb"] = "rgb"
+
+
+class SceneConfig(_Strict):
+    image: Path
+    label: Path
+    # Label value -> class index mapping is identity unless given; values listed in
+    # ``ignore_values`` become ``DataConfig.ignore_index``.
+    ignore_values: list[int] = Field(default_factory=list)
+    label_offset: int = 0
+
+
+class DataConfig(_Strict):
+    name: str = "synthetic"
+    source: Literal["synthetic", "fusar_map", "folder", "scene"] = "synthetic"
+    raw_dir: Path = Path("data/raw")
+    processed_dir: Path = Path("data/processed")
+    classes: list[ClassSpec]
+    background: str | None = "background"
+    ignore_index: int = 255
+    unknown_labels: Literal["error", "ignore"] = "error"
+    synthetic: SyntheticConfig = SyntheticConfig()
+    fusar_map: FusarMapConfig | None = None
+    folder: FolderConfig | None = None
+    scene: SceneConfig | None = None
+
+    @model_validator(mode="after")
+    def _source_section_present(self) -> "DataConfig":
+        if self.source != "synthetic" and getattr(self, self.source) is None:
+            raise ValueError(f"data.source is '{self.source}' but the data.{self.source} section is missing")
+        if self.background is not None and self.background not in self.class_names:
+            raise ValueError(f"data.background '{self.background}' is not one of data.classes {self.class_names}")
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class SplitConfig(_Strict):
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+    block_size: int = 512  # spatial block side for scene splits (pixels)
+    seed: int = 0
+
+
+class PreprocessConfig(_Strict):
+    input_kind: Literal["amplitude", "intensity", "db"] = "intensity"
+    to_db: bool = True
+    clip_percentiles: tuple[float, float] = (1.0, 99.0)
+    tile_size: int = 256
+    stride: int = 256
+    split: SplitConfig = SplitConfig()
+
+
+class ModelConfig(_Strict):
+    backbone: Literal["tiny", "vit_b", "vit_l", "vit_h"] = "tiny"
+    checkpoint: Path | None = None  # official SAM checkpoint; None -> pretrain stand-in base
+    image_size: int = 256
+    gradient_checkpointing: bool = False
+
+
+class PretrainConfig(_Strict):
+    enabled: bool = True
+    output: Path = Path("models/base/sam_tiny_base.pth")
+    seconds: float = 150.0
+    max_steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-3
+    synthetic: SyntheticConfig = SyntheticConfig(domain="source", looks=8.0, seed=1000)
+
+
+class LoraOptions(_Strict):
+    rank: int = 4
+    alpha: float = 4.0
+    targets: list[str] = Field(default_factory=lambda: ["qkv", "proj"])
+
+
+class AdapterOptions(_Strict):
+    reduction: int = 4
+
+
+class ParserOptions(_Strict):
+    targets: list[Literal["neck", "blocks"]] = Field(default_factory=lambda: ["neck"])
+    lr: float = 1e-2
+
+
+class CwsamOptions(_Strict):
+    mode: Literal["fixed", "faithful"] = "fixed"
+    low_freq_ratio: float = 0.25
+
+
+class VariantOptions(_Strict):
+    lora: LoraOptions = LoraOptions()
+    adapter: AdapterOptions = AdapterOptions()
+    parser: ParserOptions = ParserOptions()
+    cwsam: CwsamOptions = CwsamOptions()
+    head: Literal["classwise", "box_prompt"] = "classwise"
+
+
+class TrainConfig(_Strict):
+    epochs: int = 10
+    max_seconds: float | None = None
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    min_lr: float = 1e-7
+    grad_accum: int = 1
+    class_weights: Literal["none", "inverse_sqrt", "inverse"] | list[float] = "inverse_sqrt"
+    dice_weight: float = 0.5
+    augment: bool = True
+    random_crop: int | None = None
+    early_stopping_patience: int = 5
+    checkpoint_every: int = 50
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    deterministic: bool = False
+    num_workers: int = 0
+    feature_cache: bool = True  # reuse frozen-trunk features across epochs where the variant allows
+    seed: int = 0
+
+
+class EvaluateConfig(_Strict):
+    overlays: int = 4
+    batch_size: int = 8
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    tracking_uri: str | None = None  # None -> sqlite:///<root>/mlflow/mlflow.db (or $MLFLOW_TRACKING_URI)
+    artifact_dir: Path = Path("mlflow/artifacts")
+    system_metrics: bool = True
+    # Base checkpoints up to this size are logged with the pyfunc model; bigger ones are referenced by path and hash.
+    max_logged_checkpoint_mb: float = 64.0
+
+
+class PromotionConfig(_Strict):
+    metric: str = "mIoU"
+    margin: float = 0.0
+    class_iou_tolerance: float = 0.05
+
+
+class PipelineConfig(_Strict):
+    """Prefect flow settings: GPU concurrency and retries of transient failures."""
+
+    gpu_tag: str = "gpu"  # tag of GPU tasks; its tag concurrency limit caps GPU tasks running at once
+    gpu_slots: int = Field(1, ge=1)  # limit created for that tag when none exists yet
+    retries: int = Field(2, ge=0)
+    retry_delay_seconds: float = Field(30.0, ge=0)
+
+
+class Params(_Strict):
+    """The whole of ``params.yaml``."""
+
+    seed: int = 0
+    data: DataConfig
+    preprocess: PreprocessConfig = PreprocessConfig()
+    model: ModelConfig = ModelConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    variants: list[str] = Field(default_factory=lambda: ["decoder_only", "parser", "lora", "adapter", "cwsam", "parser_lora"])
+    variant_options: VariantOptions = VariantOptions()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    # Directory that relative paths are resolved against (the folder holding params.yaml).
+    root: Path = Path(".")
+
+    @field_validator("variants")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"variants contains duplicates: {v}")
+        return v
+
+    def path(self, p: Path | str) -> Path:
+        """Resolve a params path against the project root."""
+        p = Path(p)
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.path(self.data.processed_dir)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.path(self.data.raw_dir)
+
+    def variant_dir(self, variant: str) -> Path:
+        """Where the trained adapter and training logs of one variant live."""
+        return self.path(Path("models") / variant)
+
+    def metrics_path(self, variant: str) -> Path:
+        return self.path(Path("metrics") / f"{variant}.json")
+
+    def report_dir(self, variant: str) -> Path:
+        return self.path(Path("reports") / variant)
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing or invalid; the message names the file and the field."""
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
+    """Read and validate a params file; relative paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (pass --params FILE)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    raw.setdefault("root", str(path.resolve().parent))
+    try:
+        return Params.model_validate(raw)
+    except Exception as exc:  # pydantic.ValidationError -> readable message naming the file
+        raise ParamsError(f"{path}: invalid parameters:\n{exc}") from exc

@@ -1,0 +1,117 @@
+"""Segmentation metrics from one global confusion matrix.
+
+Three forms are reported side by side:
+
+- ``all``: every class, every labelled pixel (the top-level numbers of ``metrics/<variant>.json``);
+- ``ignore_background``: the standard form — pixels whose *truth* is background are dropped and
+  the background class is left out of the class averages;
+- ``ignore_background_lenient``: the CWSAM reference form — pixels whose truth *or* prediction is
+  background are dropped (this forgives every foreground pixel predicted as background).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
+    """Counts ``cm[t, p]`` of pixels with truth ``t`` predicted as ``p`` (int64, ``K x K``).
+
+    Pixels whose truth is ``ignore_index`` (or outside ``[0, K)``) are not counted.
+    """
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    truth = np.asarray(truth).ravel().astype(np.int64)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction and truth differ in size: {pred.size} vs {truth.size}")
+    keep = (truth >= 0) & (truth < num_classes)
+    if ignore_index is not None:
+        keep &= truth != ignore_index
+    if np.any((pred[keep] < 0) | (pred[keep] >= num_classes)):
+        raise ValueError(f"predicted class outside [0, {num_classes})")
+    flat = truth[keep] * num_classes + pred[keep]
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(np.shape(num), np.nan, dtype=np.float64)
+    np.divide(num, den, out=out, where=np.asarray(den) > 0)
+    return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def _scores(cm: np.ndarray, class_names: Sequence[str], classes: Sequence[int]) -> dict:
+    """Metrics of ``cm`` with class averages taken over ``classes`` (present ones only)."""
+    cm = cm.astype(np.float64)
+    tp = np.diag(cm)
+    truth_count = cm.sum(axis=1)
+    pred_count = cm.sum(axis=0)
+    total = cm.sum()
+    iou = _safe_div(tp, truth_count + pred_count - tp)
+    precision = _safe_div(tp, pred_count)
+    recall = _safe_div(tp, truth_count)
+    f1 = _safe_div(2 * tp, truth_count + pred_count)
+    idx = np.asarray(classes, dtype=np.int64)
+    # Classes absent from both truth and prediction have undefined scores and do not enter the means.
+    oa = float(tp.sum() / total) if total else float("nan")
+    expected = float((truth_count * pred_count).sum() / total**2) if total else float("nan")
+    kappa = (oa - expected) / (1 - expected) if total and expected < 1 else float("nan")
+    freq = truth_count[idx] / truth_count[idx].sum() if truth_count[idx].sum() else np.zeros(idx.size)
+    fwiou = float(np.nansum(freq * np.nan_to_num(iou[idx])))
+    names = [class_names[i] for i in idx]
+
+    def per_class(values: np.ndarray) -> dict[str, float | None]:
+        return {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, values[idx])}
+
+    return {
+        "mIoU": _nanmean(iou[idx]),
+        "mF1": _nanmean(f1[idx]),
+        "mPrecision": _nanmean(precision[idx]),
+        "mRecall": _nanmean(recall[idx]),
+        "OA": oa,
+        "kappa": float(kappa),
+        "FWIoU": fwiou,
+        "per_class_iou": per_class(iou),
+        "per_class_precision": per_class(precision),
+        "per_class_recall": per_class(recall),
+        "per_class_f1": per_class(f1),
+        "n_pixels": int(total),
+    }
+
+
+def segmentation_metrics(cm: np.ndarray, class_names: Sequence[str], background: str | None = None) -> dict:
+    """All metric forms of one confusion matrix.
+
+    Top level: the all-classes form. With a ``background`` class, two nested dicts add the
+    standard (``ignore_background``) and the reference-lenient (``ignore_background_lenient``) forms.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    k = len(class_names)
+    if cm.shape != (k, k):
+        raise ValueError(f"confusion matrix shape {cm.shape} does not match {k} class names")
+    result = _scores(cm, class_names, range(k))
+    if background is None:
+        return result
+    if background not in class_names:
+        raise ValueError(f"background class '{background}' is not one of {list(class_names)}")
+    bg = list(class_names).index(background)
+    foreground = [i for i in range(k) if i != bg]
+
+    standard = cm.copy()
+    standard[bg, :] = 0  # drop pixels whose truth is background
+    result["ignore_background"] = {
+        **_scores(standard, class_names, foreground),
+        "description": f"pixels whose truth is '{background}' dropped; '{background}' left out of the averages",
+    }
+    lenient = standard.copy()
+    lenient[:, bg] = 0  # additionally drop pixels predicted as background (CWSAM reference)
+    result["ignore_background_lenient"] = {
+        **_scores(lenient, class_names, foreground),
+        "description": f"CWSAM reference form: pixels whose truth or prediction is '{background}' dropped",
+    }
+    return result

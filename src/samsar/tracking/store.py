@@ -1,0 +1,106 @@
+"""Where MLflow tracking data lives: the project's SQLite store, or a tracking server.
+
+The default store is ``sqlite:///<root>/mlflow/mlflow.db`` with artifacts under
+``<root>/mlflow/artifacts``. Paths are absolute, resolved from ``params.root``, so runs started
+from DVC experiment temp directories land in the same project store. ``$MLFLOW_TRACKING_URI``
+or ``tracking.tracking_uri`` in params.yaml point everything at a server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from samsar.config import Params
+
+STORE_DB = Path("mlflow/mlflow.db")
+
+
+def tracking_uri(params: Params) -> str:
+    """The tracking URI: ``$MLFLOW_TRACKING_URI``, else params, else the project's SQLite file."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.tracking_uri
+    if uri:
+        return uri
+    db = params.path(STORE_DB).resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def is_local_store(uri: str) -> bool:
+    """True for a SQLite file store (one writer process at a time is safe; see docs/tracking.md)."""
+    return uri.startswith("sqlite:")
+
+
+def artifact_root(params: Params) -> Path:
+    """Absolute artifact directory of the local store."""
+    return params.path(params.tracking.artifact_dir).resolve()
+
+
+def experiment_name(params: Params) -> str:
+    """One experiment per dataset."""
+    return f"samsar-{params.data.name}"
+
+
+def model_name(params: Params) -> str:
+    """One registered model per dataset."""
+    return f"samsar-{params.data.name}"
+
+
+def client(params: Params) -> MlflowClient:
+    """An MLflow client for the project's tracking store (also its model registry)."""
+    uri = tracking_uri(params)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(mlflow_client: MlflowClient, params: Params) -> str:
+    """Id of the dataset's experiment, created on first use.
+
+    On the local store its artifact location is the project's ``mlflow/artifacts`` directory;
+    on a server the server decides where artifacts go.
+    """
+    name = experiment_name(params)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if is_local_store(mlflow_client.tracking_uri):
+        root = artifact_root(params)
+        root.mkdir(parents=True, exist_ok=True)
+        location = root.as_uri()
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Another process created it between our lookup and create.
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def ui_command(params: Params, port: int) -> list[str]:
+    """The ``mlflow server`` command line serving the project's store on 127.0.0.1."""
+    uri = tracking_uri(params)
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", uri]
+    if is_local_store(uri):
+        root = artifact_root(params)
+        root.mkdir(parents=True, exist_ok=True)
+        command += ["--default-artifact-root", root.as_uri()]
+    return command
+
+
+def serve_ui(params: Params, port: int = 5000) -> None:
+    """Run the MLflow UI on http://127.0.0.1:<port> over the project's store until interrupted."""
+    uri = tracking_uri(params)
+    if uri.startswith(("http://", "https://")):
+        raise SystemExit(f"tracking URI is {uri}: open that server's UI instead of starting one here")
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl+C stops it)", flush=True)
+    try:
+        subprocess.run(ui_command(params, port), check=True)
+    except KeyboardInterrupt:
+        pass
