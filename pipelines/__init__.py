@@ -1,1 +1,7 @@
-"""Prefect flows and deployments for samsar."""
+"""Prefect flows (``pipelines.flows``) and deployments (``pipelines/prefect.yaml``) for samsar."""
+
+import os
+
+# Without PREFECT_API_URL a flow run starts Prefect's temporary local server; on a busy
+# machine that can take longer than Prefect's default 20 s wait.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -36,31 +36,39 @@ def _check_variant(params: Params, variant: str) -> None:
         raise typer.Exit(2)
 
 
+def _run_data_stage(stage, params: Params):
+    """Run a data stage; a bad input (DataError) becomes one red paragraph and exit code 1."""
+    from samsar.data.errors import DataError
+
+    try:
+        return stage(params)
+    except DataError as exc:
+        typer.secho(f"error: {' '.join(str(exc).split())}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def prepare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Get raw data into data/raw (synthetic generator, FUSAR-Map, image folder or one scene)."""
-    p = _params(params)
     from samsar.data.prepare import prepare as run
 
-    run(p)
+    _run_data_stage(run, _params(params))
 
 
 @app.command()
 def preprocess(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """SAR scaling, tiling, spatial split and manifest into data/processed."""
-    p = _params(params)
     from samsar.data.preprocess import preprocess as run
 
-    run(p)
+    _run_data_stage(run, _params(params))
 
 
 @app.command()
 def validate(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Check the processed dataset; write reports/validation.json; exit 1 listing every problem."""
-    p = _params(params)
     from samsar.data.validate import validate as run
 
-    report = run(p)
+    report = _run_data_stage(run, _params(params))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -156,19 +164,31 @@ def predict(
     confidence: Annotated[bool, typer.Option(help="Also write a per-pixel confidence raster.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
-    """Classify a whole SAR scene with sliding windows into a georeferenced class map."""
-    from samsar.inference.predict import predict_scene
+    """Classify a whole SAR scene with sliding windows into a georeferenced class map.
 
-    predict_scene(
-        model=model,
-        input_path=input,
-        output_path=output,
-        batch_size=batch_size,
-        overlap=overlap,
-        confidence=confidence,
-        device=device,
-        params=load_params(params) if params.exists() else None,
-    )
+    Also writes <output stem>_preview.png, <output stem>_areas.csv and, with --confidence,
+    <output stem>_confidence.tif. A failed run leaves none of them behind.
+    """
+    from samsar.inference.predict import PredictError, predict_scene
+
+    try:
+        result = predict_scene(
+            model=model,
+            input_path=input,
+            output_path=output,
+            batch_size=batch_size,
+            overlap=overlap,
+            confidence=confidence,
+            device=device,
+            params=_params(params) if params.exists() else None,
+        )
+    except PredictError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from exc
+    written = [result.class_map, result.preview, result.areas] + ([result.confidence] if result.confidence else [])
+    typer.echo(f"{result.windows} windows in {result.seconds:.1f} s; wrote " + ", ".join(map(str, written)))
+    if result.area_note:
+        typer.echo(result.area_note)
 
 
 @app.command()

@@ -26,15 +26,20 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
 
-def import_sam_modeling() -> ModuleType:
-    """Return ``segment_anything.modeling``, importable with or without torchvision."""
+def import_sam_module(name: str = "modeling") -> ModuleType:
+    """Return ``segment_anything.<name>`` (``modeling`` or ``build_sam``), with or without torchvision."""
     if "segment_anything" not in sys.modules and importlib.util.find_spec("torchvision") is None:
         spec = importlib.util.find_spec("segment_anything")
         if spec is None:
             raise ImportError("segment-anything is not installed: pip install segment-anything==1.0")
         # A package module whose __init__ (predictor -> torchvision) is never executed.
         sys.modules["segment_anything"] = importlib.util.module_from_spec(spec)
-    return importlib.import_module("segment_anything.modeling")
+    return importlib.import_module(f"segment_anything.{name}")
+
+
+def import_sam_modeling() -> ModuleType:
+    """Return ``segment_anything.modeling``."""
+    return import_sam_module("modeling")
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,8 @@ def build_sam(
     """
     with torch.random.fork_rng(devices=[]), torch.device(device or "cpu"):
         torch.manual_seed(seed)
-        sam = construct_sam(backbone, image_size)
+        # .to(): Sam builds pixel_mean/std with the legacy torch.Tensor(), which ignores the device context.
+        sam = construct_sam(backbone, image_size).to(device or "cpu")
     if checkpoint is None:
         return sam, f"random-init:{seed}"
     checkpoint = Path(checkpoint)

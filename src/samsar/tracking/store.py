@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from samsar.config import Params
 
 STORE_DB = Path("mlflow/mlflow.db")
+PYFUNC_MODEL_NAME = "model"  # name of the adapter's pyfunc model inside its training run
 
 
 def tracking_uri(params: Params) -> str:

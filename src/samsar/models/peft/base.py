@@ -30,7 +30,7 @@ class PeftMethod(nn.Module):
     #: Whether :meth:`merge` folds the method into plain SAM layers.
     mergeable: ClassVar[bool] = False
     #: True when nothing before the neck trains, so trunk features can be cached.
-    trunk_frozen: ClassVar[bool] = False
+    trunk_frozen: bool = False
 
     def __init__(self, options: VariantOptions) -> None:
         super().__init__()

@@ -1,0 +1,1 @@
+"""samsar benchmarks: ``python -m bench`` (see bench/README.md)."""

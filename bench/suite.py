@@ -1,0 +1,442 @@
+"""samsar benchmark suite: speed and memory figures measured in one run, against their targets.
+
+``python -m bench [--quick] [--only SECTION ...] [--output bench/results.json]``
+
+Sections (each prints its figures and PASS/MISS checks; all go to ``bench/results.json`` with
+the machine they ran on):
+
+- ``preprocess``: ``bench/preprocess.py`` (data engineer) when present;
+- ``variants``: training-step time per variant relative to ``decoder_only`` (``bench/variants.py``
+  when present, else measured here);
+- ``cache``: epoch time with and without cached trunk features (``parser``, ``decoder_only``);
+- ``merge``: inference latency of merged vs unmerged ``parser`` and ``lora``;
+- ``predict``: ``samsar predict`` throughput and peak memory on two synthetic GeoTIFF scenes;
+- ``gpu``: ViT-B 1024 bf16 training images/s per variant beside the SAM-PARSER paper, and
+  model FLOP utilisation (CUDA only).
+
+Models are untrained (random init): timings do not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from samsar.io import write_json
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results.json"
+NUM_CLASSES = 5
+CLASS_NAMES = ["building", "vegetation", "water", "road", "background"]
+CLASS_COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 0, 0)]
+
+# SAM-PARSER (Peng et al., AAAI 2024, arXiv 2308.14604), efficiency table: ViT-B, one GPU, img/s.
+PAPER_IMAGES_PER_S = {"decoder_only": 6.0, "parser": 5.8, "lora": 3.4, "adapter": 2.9}
+# Dense bf16 tensor-core peak, FLOP/s, by device name fragment.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+
+console = Console()
+
+
+@dataclass(frozen=True)
+class Check:
+    """A measured figure against its target."""
+
+    name: str
+    value: float
+    target: float
+    higher_is_better: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.target if self.higher_is_better else self.value <= self.target
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "value": round(self.value, 4), "target": ("≥ " if self.higher_is_better else "≤ ") + f"{self.target:g}",
+                "status": "PASS" if self.passed else "MISS"}
+
+
+def section_result(config: dict, figures: list[dict], checks: list[Check] = (), notes: list[str] = ()) -> dict:
+    """The JSON form of one section."""
+    return {"status": "ok", "config": config, "figures": figures, "checks": [c.as_dict() for c in checks], "notes": list(notes)}
+
+
+def skipped(reason: str) -> dict:
+    return {"status": "skipped", "notes": [reason], "figures": [], "checks": []}
+
+
+# ---------------------------------------------------------------- machine and timing helpers
+
+
+def machine_info() -> dict:
+    """CPU model, cores, torch version and compute device of this run."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "device": device}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _segmenter(variant: str, backbone: str, image_size: int, device: torch.device):
+    from samsar.models.variants import build_segmenter
+
+    return build_segmenter(variant, backbone=backbone, image_size=image_size, num_classes=NUM_CLASSES).to(device)
+
+
+def _batch(batch_size: int, image_size: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, image_size, image_size, generator=g)
+    labels = torch.randint(0, NUM_CLASSES, (batch_size, image_size, image_size), generator=g)
+    return images.to(device), labels.to(device)
+
+
+def train_step_seconds(model_forward: Callable, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor,
+                       steps: int, warmup: int = 1, bf16: bool = False) -> float:
+    """Mean seconds of one training step (forward, cross-entropy, backward, optimizer step)."""
+    device = labels.device
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model_forward(inputs)
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def _optimizer(segmenter) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(segmenter.param_groups(1e-4))
+
+
+def _external(module: str) -> Callable[[bool], dict] | None:
+    """``run(quick) -> dict`` of ``bench/<module>.py`` when another engineer has provided it."""
+    if importlib.util.find_spec(f"bench.{module}") is None:
+        return None
+    return getattr(importlib.import_module(f"bench.{module}"), "run", None)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def bench_preprocess(quick: bool) -> dict:
+    run = _external("preprocess")
+    return run(quick) if run else skipped("bench/preprocess.py is not present")
+
+
+def bench_variants(quick: bool) -> dict:
+    """Training-step time of every variant relative to decoder_only, same run."""
+    run = _external("variants")
+    if run:
+        return run(quick)
+    from samsar.models.variants import VARIANTS
+
+    device = _device()
+    backbone, size, batch, steps = ("tiny", 256, 2, 3) if quick else ("vit_b", 512, 1, 2)
+    images, labels = _batch(batch, size, device)
+    seconds = {}
+    for variant in VARIANTS:
+        segmenter = _segmenter(variant, backbone, size, device).train()
+        seconds[variant] = train_step_seconds(segmenter, _optimizer(segmenter), images, labels, steps)
+        del segmenter
+    base = seconds["decoder_only"]
+    figures = [{"variant": v, "step_s": round(s, 4), "relative_to_decoder_only": round(s / base, 3)} for v, s in seconds.items()]
+    return section_result({"backbone": backbone, "image_size": size, "batch": batch, "steps": steps, "device": str(device)}, figures)
+
+
+def bench_cache(quick: bool) -> dict:
+    """Epoch time of parser and decoder_only training, uncached vs from cached trunk features."""
+    from torch.utils.data import DataLoader
+
+    from samsar.training.feature_cache import CachedFeatureDataset, FeatureCache
+
+    device = _device()
+    backbone, size, n_tiles, epochs, batch = ("tiny", 256, 8, 2, 2) if quick else ("vit_b", 512, 4, 2, 2)
+    g = torch.Generator().manual_seed(0)
+    tiles = [{"image": torch.rand(3, size, size, generator=g), "label": torch.randint(0, NUM_CLASSES, (size, size), generator=g),
+              "tile_id": f"t{i}"} for i in range(n_tiles)]
+    figures, checks = [], []
+    for variant in ("decoder_only", "parser"):
+        segmenter = _segmenter(variant, backbone, size, device).train()
+        optimizer = _optimizer(segmenter)
+        uncached = []
+        for _ in range(epochs):
+            _sync(device)
+            start = time.perf_counter()
+            for b in range(0, n_tiles, batch):
+                chunk = tiles[b : b + batch]
+                images = torch.stack([t["image"] for t in chunk]).to(device)
+                labels = torch.stack([t["label"] for t in chunk]).to(device)
+                train_step_seconds(segmenter, optimizer, images, labels, steps=1, warmup=0)
+            _sync(device)
+            uncached.append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory(prefix="samsar-bench-cache-") as cache_dir:
+            dataset = CachedFeatureDataset(tiles, segmenter, FeatureCache.for_segmenter(cache_dir, segmenter))
+            start = time.perf_counter()
+            dataset.warm(batch_size=batch)
+            fill = time.perf_counter() - start
+            loader = DataLoader(dataset, batch_size=batch, shuffle=False)
+            cached = []
+            for _ in range(epochs):
+                _sync(device)
+                start = time.perf_counter()
+                for items in loader:
+                    features, labels = dataset.batch_features(items)
+                    train_step_seconds(segmenter.forward_from_trunk, optimizer, features.to(device), labels.to(device), steps=1, warmup=0)
+                _sync(device)
+                cached.append(time.perf_counter() - start)
+        speedup = statistics.mean(uncached) / statistics.mean(cached)
+        figures.append({"variant": variant, "uncached_epoch_s": round(statistics.mean(uncached), 3),
+                        "cache_fill_s": round(fill, 3), "cached_epoch_s": round(statistics.mean(cached), 4), "speedup": round(speedup, 2)})
+        checks.append(Check(f"{variant}: cached epoch speed-up", speedup, 10.0, higher_is_better=True))
+        del segmenter, optimizer
+    config = {"backbone": backbone, "image_size": size, "tiles": n_tiles, "epochs": epochs, "batch": batch, "device": str(device)}
+    notes = ["cache filled once (no augmentation) before the cached epochs; fill time is the one-off trunk pass"]
+    return section_result(config, figures, checks, notes)
+
+
+def bench_merge(quick: bool) -> dict:
+    """Inference latency of parser and lora before and after merge(), beside decoder_only (nothing to merge)."""
+    device = _device()
+    backbone, size, batch, reps = ("tiny", 256, 4, 7) if quick else ("vit_b", 512, 1, 3)
+    images, _ = _batch(batch, size, device)
+
+    @torch.inference_mode()
+    def latency(model) -> float:
+        model(images)  # warm-up
+        times = []
+        for _ in range(reps):
+            _sync(device)
+            start = time.perf_counter()
+            model(images)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    base = latency(_segmenter("decoder_only", backbone, size, device).eval())
+    figures, checks = [{"variant": "decoder_only", "latency_s": round(base, 4)}], []
+    for variant in ("parser", "lora"):
+        segmenter = _segmenter(variant, backbone, size, device).eval()
+        unmerged = latency(segmenter)
+        segmenter.merge()
+        merged = latency(segmenter)
+        figures.append({"variant": variant, "unmerged_s": round(unmerged, 4), "merged_s": round(merged, 4),
+                        "merged_over_unmerged": round(merged / unmerged, 3), "merged_over_decoder_only": round(merged / base, 3)})
+        checks.append(Check(f"{variant}: merged / unmerged latency", merged / unmerged, 1.02, higher_is_better=False))
+        checks.append(Check(f"{variant}: merged / decoder_only latency", merged / base, 1.02, higher_is_better=False))
+    config = {"backbone": backbone, "image_size": size, "batch": batch, "repetitions": reps, "device": str(device)}
+    return section_result(config, figures, checks, ["median latency of repeated forward passes (inference mode)"])
+
+
+def bench_predict(quick: bool) -> dict:
+    """``samsar predict`` on two synthetic float32 GeoTIFF scenes, each in a fresh child process."""
+    from samsar.config import VariantOptions
+    from samsar.data.scaling import SarScaler
+    from samsar.models.artifacts import save_adapter
+    from samsar.models.variants import build_segmenter
+
+    sides = (1024, 4096) if quick else (2048, 8192)
+    batch_size = 8
+    figures, checks = [], []
+    with tempfile.TemporaryDirectory(prefix="samsar-bench-predict-") as tmp:
+        tmp = Path(tmp)
+        segmenter = build_segmenter("decoder_only", backbone="tiny", image_size=256, num_classes=NUM_CLASSES, options=VariantOptions())
+        scaler = _bench_scaler(SarScaler)
+        save_adapter(segmenter, tmp / "adapter", {"class_names": CLASS_NAMES, "class_colors": CLASS_COLORS, "scaling": scaler.to_dict()})
+        for side in sides:
+            scene = tmp / f"scene_{side}.tif"
+            write_synthetic_scene(scene, side)
+            out = subprocess.run(
+                [sys.executable, "-m", "bench", "predict-child", str(tmp / "adapter"), str(scene), str(tmp / f"out_{side}" / "classes.tif"),
+                 str(batch_size)],
+                capture_output=True, text=True, cwd=BENCH_DIR.parent,
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"predict child failed on {scene}:\n{out.stderr[-4000:]}")
+            figure = json.loads(out.stdout.strip().splitlines()[-1])
+            figures.append({"scene": f"{side}x{side}", **figure})
+            scene.unlink()
+    small, large = figures
+    checks.append(Check(f"{large['scene']} predict / bare forward throughput", large["fraction_of_forward"], 0.9, higher_is_better=True))
+    checks.append(Check(f"{small['scene']} predict / bare forward throughput", small["fraction_of_forward"], 0.9, higher_is_better=True))
+    checks.append(Check(f"peak memory {large['scene']} / {small['scene']}", large["peak_rss_mb"] / small["peak_rss_mb"], 1.3,
+                        higher_is_better=False))
+    config = {"model": "tiny decoder_only, 256 px windows, random init", "overlap": 0.25, "batch_size": batch_size,
+              "scenes": "float32 GeoTIFF, EPSG:32633, 10 m pixels", "device": str(_device())}
+    notes = ["tiny model on CPU: a ViT-B window takes seconds here", "peak memory = child-process ru_maxrss"]
+    return section_result(config, figures, checks, notes)
+
+
+def _bench_scaler(scaler_cls):
+    """A scaler fitted on synthetic intensity samples (prediction cost does not depend on the stats)."""
+    samples = np.random.default_rng(0).gamma(1.0, 0.1, size=(256, 256)).astype(np.float32)
+    return scaler_cls(input_kind="intensity", to_db=True).fit([samples])
+
+
+def write_synthetic_scene(path: Path, side: int, rows_per_write: int = 512) -> None:
+    """A ``side x side`` float32 intensity GeoTIFF (EPSG:32633, 10 m pixels), written in strips."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    rng = np.random.default_rng(side)
+    profile = dict(driver="GTiff", height=side, width=side, count=1, dtype="float32", crs="EPSG:32633",
+                   transform=Affine(10.0, 0, 500000.0, 0, -10.0, 4_600_000.0), tiled=True, blockxsize=256, blockysize=256)
+    cols = np.arange(side, dtype=np.float32)
+    with rasterio.Env(GDAL_CACHEMAX=64), rasterio.open(path, "w", **profile) as ds:
+        for row0 in range(0, side, rows_per_write):
+            rows = np.arange(row0, min(row0 + rows_per_write, side), dtype=np.float32)[:, None]
+            pattern = 0.05 + 0.1 * (np.sin(rows / 300.0) + np.cos(cols / 200.0) + 2.0)
+            ds.write((pattern * rng.exponential(1.0, size=(len(rows), side))).astype(np.float32), 1,
+                     window=Window(0, row0, side, len(rows)))
+
+
+def predict_child(adapter: str, scene: str, output: str, batch_size: str) -> None:
+    """Run in a fresh process: predict one scene, then time the bare model on batches of the same
+    shape; print one JSON line with throughput and this process's peak RSS."""
+    from samsar.inference.predict import load_model, predict_scene
+
+    result = predict_scene(adapter, scene, output, batch_size=int(batch_size))
+    segmenter, meta = load_model(Path(adapter))
+    size, batch = int(meta["image_size"]), int(batch_size)
+    windows, _ = _batch(batch, size, torch.device("cpu"))
+    n_batches = max(2, min(16, result.windows // batch))
+    with torch.inference_mode():
+        segmenter(windows)
+        start = time.perf_counter()
+        for _ in range(n_batches):
+            segmenter(windows).float().softmax(1)
+        bare = n_batches * batch / (time.perf_counter() - start)
+    throughput = result.windows / result.seconds
+    print(json.dumps({"windows": result.windows, "seconds": round(result.seconds, 2), "windows_per_s": round(throughput, 2),
+                      "forward_windows_per_s": round(bare, 2), "fraction_of_forward": round(throughput / bare, 3),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def bench_gpu(quick: bool) -> dict:
+    """ViT-B 1024 training images/s per variant in bf16, beside the paper, and model FLOP utilisation."""
+    if not torch.cuda.is_available():
+        return skipped("no CUDA device: ViT-B 1024 training throughput is measured on GPU workers only")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = torch.device("cuda")
+    name = torch.cuda.get_device_name(0)
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+    batch, steps = (2, 3) if quick else (4, 10)
+    images, labels = _batch(batch, 1024, device)
+    figures, notes = [], []
+    for variant in ("decoder_only", "parser", "lora", "adapter", "cwsam"):
+        segmenter = _segmenter(variant, "vit_b", 1024, device).train()
+        optimizer = _optimizer(segmenter)
+        with FlopCounterMode(display=False) as counter:
+            train_step_seconds(segmenter, optimizer, images, labels, steps=1, warmup=0, bf16=True)
+        flops_per_image = counter.get_total_flops() / batch
+        seconds = train_step_seconds(segmenter, optimizer, images, labels, steps=steps, warmup=2, bf16=True)
+        images_per_s = batch / seconds
+        figures.append({"variant": variant, "images_per_s": round(images_per_s, 2), "paper_images_per_s": PAPER_IMAGES_PER_S.get(variant),
+                        "train_tflops_per_image": round(flops_per_image / 1e12, 3),
+                        "mfu": None if peak is None else round(flops_per_image * images_per_s / peak, 4)})
+        del segmenter, optimizer
+        torch.cuda.empty_cache()
+    if peak is None:
+        notes.append(f"no bf16 peak known for '{name}': MFU not computed")
+    notes.append("paper: SAM-PARSER (Peng et al., AAAI 2024) efficiency table, ViT-B, one GPU, box prompts; ours: classwise head, batch "
+                 f"{batch}, bf16 autocast, AdamW")
+    config = {"backbone": "vit_b", "image_size": 1024, "batch": batch, "steps": steps, "device": name,
+              "peak_bf16_tflops": None if peak is None else peak / 1e12}
+    return section_result(config, figures, notes=notes)
+
+
+SECTIONS: dict[str, Callable[[bool], dict]] = {
+    "preprocess": bench_preprocess,
+    "variants": bench_variants,
+    "cache": bench_cache,
+    "merge": bench_merge,
+    "predict": bench_predict,
+    "gpu": bench_gpu,
+}
+
+
+# ---------------------------------------------------------------- output
+
+
+def print_section(name: str, result: dict) -> None:
+    """One rich table of figures, one of checks, then notes."""
+    console.rule(f"[bold]{name}[/bold] ({result['status']})")
+    if result.get("config"):
+        console.print(", ".join(f"{k}={v}" for k, v in result["config"].items()), style="dim")
+    if result["figures"]:
+        table = Table(show_header=True)
+        columns = list(dict.fromkeys(k for row in result["figures"] for k in row))
+        for column in columns:
+            table.add_column(column)
+        for row in result["figures"]:
+            table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
+        console.print(table)
+    if result["checks"]:
+        table = Table("check", "value", "target", "result")
+        for check in result["checks"]:
+            style = "green" if check["status"] == "PASS" else "red"
+            table.add_row(check["name"], f"{check['value']:g}", check["target"], f"[{style}]{check['status']}[/{style}]")
+        console.print(table)
+    for note in result.get("notes", []):
+        console.print(f"note: {note}", style="dim")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict-child"]:
+        predict_child(*argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
+    parser.add_argument("--quick", action="store_true", help="tiny backbone and small sizes (smoke run)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON (default: bench/results.json)")
+    args = parser.parse_args(argv)
+    # Sections not run now keep their earlier figures; each records when and how it was measured.
+    results = json.loads(args.output.read_text()) if args.output.is_file() else {"sections": {}}
+    results["machine"] = machine_info()
+    console.print(results["machine"])
+    for name in args.only or SECTIONS:
+        start = time.perf_counter()
+        result = SECTIONS[name](args.quick)
+        results["sections"][name] = {**result, "quick": args.quick, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                     "seconds": round(time.perf_counter() - start, 1)}
+        print_section(name, results["sections"][name])
+    write_json(args.output, results)
+    console.print(f"results written to {args.output}")
+    return 0

@@ -1,0 +1,182 @@
+"""Training-step throughput of every variant relative to ``decoder_only``, and inference
+latency of merged ``parser`` / ``lora`` relative to the base model, measured in one run.
+
+CPU: tiny SAM at 256 px, batch 4. CUDA: ViT-B at 1024 px, bf16 autocast, batch 2. Variants
+are timed in interleaved rounds (one step of each per round) and the median is reported, so
+load changes on a shared machine hit every variant alike.
+
+Targets: ``parser`` >= 0.95x the training throughput of ``decoder_only`` (the PARSER paper
+measured 0.97x); merged ``parser`` / ``lora`` inference within 1.02x of the base latency.
+
+    .venv/bin/python -m bench.variants [--rounds 15] [--output bench/results_variants.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from samsar.io import write_json
+from samsar.models.variants import VARIANTS, build_segmenter
+
+PARSER_TARGET = 0.95
+MERGED_LATENCY_TARGET = 1.02
+
+
+def setting(device: torch.device) -> dict:
+    """Backbone, size, batch and precision for this device."""
+    if device.type == "cuda":
+        return {"backbone": "vit_b", "image_size": 1024, "batch_size": 2, "precision": "bf16"}
+    return {"backbone": "tiny", "image_size": 256, "batch_size": 4, "precision": "fp32"}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class TrainStep:
+    """One optimizer step of one variant on a fixed batch."""
+
+    def __init__(self, variant: str, cfg: dict, num_classes: int, device: torch.device) -> None:
+        self.segmenter = build_segmenter(variant, backbone=cfg["backbone"], image_size=cfg["image_size"],
+                                         num_classes=num_classes).to(device).train()
+        self.optimizer = torch.optim.AdamW(self.segmenter.param_groups(1e-4), weight_decay=0.01)
+        self.device, self.precision = device, cfg["precision"]
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        _sync(self.device)
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.precision):
+            loss = F.cross_entropy(self.segmenter(images).float(), labels)
+        loss.backward()
+        self.optimizer.step()
+        _sync(self.device)
+        return time.perf_counter() - start
+
+
+class Inference:
+    """One no-grad forward pass of a (possibly merged) segmenter."""
+
+    def __init__(self, variant: str, cfg: dict, num_classes: int, device: torch.device, merge: bool) -> None:
+        self.segmenter = build_segmenter(variant, backbone=cfg["backbone"], image_size=cfg["image_size"],
+                                         num_classes=num_classes).eval()
+        if merge:
+            self.segmenter.merge()
+        self.segmenter.to(device)
+        self.device, self.precision = device, cfg["precision"]
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        _sync(self.device)
+        start = time.perf_counter()
+        with _autocast(self.device, self.precision):
+            self.segmenter(images)
+        _sync(self.device)
+        return time.perf_counter() - start
+
+
+def interleaved_medians(runners: dict, images: torch.Tensor, labels: torch.Tensor, rounds: int, warmup: int) -> dict:
+    """Median seconds per call of each runner, one call of each per round."""
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner(images, labels)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            times[name].append(runner(images, labels))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def run(rounds: int, warmup: int, num_classes: int, device: torch.device) -> dict:
+    """Measure everything; return the results dictionary."""
+    cfg = setting(device)
+    generator = torch.Generator().manual_seed(0)
+    shape = (cfg["batch_size"], 3, cfg["image_size"], cfg["image_size"])
+    images = torch.rand(shape, generator=generator).to(device)
+    labels = torch.randint(0, num_classes, (shape[0], *shape[2:]), generator=generator).to(device)
+
+    train = interleaved_medians({v: TrainStep(v, cfg, num_classes, device) for v in VARIANTS},
+                                images, labels, rounds, warmup)
+    base_step = train["decoder_only"]
+    training = {v: {"step_s": s, "images_per_s": cfg["batch_size"] / s, "throughput_vs_decoder_only": base_step / s}
+                for v, s in train.items()}
+
+    infer = interleaved_medians(
+        {"base": Inference("decoder_only", cfg, num_classes, device, merge=False),
+         "parser_merged": Inference("parser", cfg, num_classes, device, merge=True),
+         "lora_merged": Inference("lora", cfg, num_classes, device, merge=True)},
+        images, labels, rounds, warmup)
+    inference = {n: {"latency_s": s, "latency_vs_base": s / infer["base"]} for n, s in infer.items()}
+
+    parser_ratio = training["parser"]["throughput_vs_decoder_only"]
+    merged_worst = max(inference["parser_merged"]["latency_vs_base"], inference["lora_merged"]["latency_vs_base"])
+    return {
+        "setting": {**cfg, "device": str(device), "rounds": rounds, "warmup": warmup, "num_classes": num_classes,
+                    "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()},
+        "training": training,
+        "inference": inference,
+        "targets": {
+            "parser_throughput_vs_decoder_only": {"target": PARSER_TARGET, "measured": parser_ratio,
+                                                  "met": parser_ratio >= PARSER_TARGET},
+            "merged_latency_vs_base": {"target": MERGED_LATENCY_TARGET, "measured": merged_worst,
+                                       "met": merged_worst <= MERGED_LATENCY_TARGET},
+        },
+    }
+
+
+def print_results(results: dict) -> None:
+    console = Console()
+    s = results["setting"]
+    table = Table(title=f"Training step: {s['backbone']} {s['image_size']} px, batch {s['batch_size']}, "
+                        f"{s['precision']}, {s['device']} (median of {s['rounds']} interleaved rounds)")
+    for column in ("variant", "step (ms)", "images/s", "throughput vs decoder_only"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for v, r in results["training"].items():
+        table.add_row(v, f"{r['step_s'] * 1e3:.1f}", f"{r['images_per_s']:.2f}", f"{r['throughput_vs_decoder_only']:.3f}x")
+    console.print(table)
+    table = Table(title="Inference latency (merged methods vs the base model)")
+    for column in ("model", "latency (ms)", "vs base"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for n, r in results["inference"].items():
+        table.add_row(n, f"{r['latency_s'] * 1e3:.1f}", f"{r['latency_vs_base']:.3f}x")
+    console.print(table)
+    for name, t in results["targets"].items():
+        verdict = "[green]met[/]" if t["met"] else "[red]NOT met[/]"
+        console.print(f"{name}: {t['measured']:.3f} (target {t['target']}) {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=5)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results_variants.json")
+    args = parser.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    results = run(args.rounds, args.warmup, args.classes, device)
+    print_results(results)
+    write_json(args.output, results)
+    Console().print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Prefect flows: train one variant, run one variant end to end, run all variants in parallel.
+
+Tasks exchange file paths (adapter directory, metrics file, model card), never tensors, so a
+task can run in another process or on another machine. Training and evaluation carry the
+GPU tag (``pipeline.gpu_tag``); Prefect's tag concurrency limit on it caps how many run at once
+(``prefect concurrency-limit create gpu 2`` for two GPUs; created with ``pipeline.gpu_slots``
+if missing). GPU tasks never reuse cached results (``NO_CACHE``): their inputs are paths
+whose contents change. Failures are retried only when a retry can help (see :func:`is_transient`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import TaskRun
+from prefect.exceptions import ObjectNotFound
+from prefect.futures import wait
+from prefect.runtime import task_run as current_task_run
+from prefect.states import State
+from prefect.tasks import Task
+
+from samsar.config import Params, ParamsError, load_params
+from samsar.data.errors import DataError
+
+# Deterministic failures: running again gives the same error.
+PERMANENT_ERRORS = (DataError, ParamsError, pydantic.ValidationError, FileNotFoundError, PermissionError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may succeed: I/O and connection errors, CUDA out of memory.
+
+    Bad data, bad params, validation errors and missing files are not retried.
+    """
+    if isinstance(exc, PERMANENT_ERRORS):
+        return False
+    if isinstance(exc, RuntimeError) and "out of memory" in str(exc):  # torch.cuda.OutOfMemoryError included
+        return True
+    return isinstance(exc, OSError)  # ConnectionError and TimeoutError are OSErrors
+
+
+def retry_if_transient(task_: Task, task_run: TaskRun, state: State) -> bool:
+    """Prefect ``retry_condition_fn``: retry only :func:`is_transient` failures."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
+def _configured(task_: Task, params: Params, gpu: bool) -> Task:
+    """The task with the retries of ``params.pipeline`` and, for GPU work, the GPU tag."""
+    cfg = params.pipeline
+    return task_.with_options(
+        tags=[cfg.gpu_tag] if gpu else [],
+        retries=cfg.retries,
+        retry_delay_seconds=cfg.retry_delay_seconds,
+    )
+
+
+@task(name="train", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
+def train_task(params_path: str, variant: str, resume: bool = False) -> str:
+    """Train ``variant``; returns its adapter directory. A retry resumes from the last checkpoint."""
+    from samsar.training.loop import train_variant
+
+    params = load_params(params_path)
+    train_variant(params, variant, resume=resume or current_task_run.run_count > 1)
+    return str(params.variant_dir(variant) / "adapter")
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
+def evaluate_task(params_path: str, variant: str, adapter_dir: str) -> str:
+    """Test metrics of the trained adapter; returns the metrics file."""
+    from samsar.evaluation.runner import evaluate_variant
+
+    params = load_params(params_path)
+    if not (Path(adapter_dir) / "adapter.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter.json; the train task did not produce an adapter")
+    evaluate_variant(params, variant)
+    return str(params.metrics_path(variant))
+
+
+@task(name="card", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
+def card_task(params_path: str, variant: str, metrics_path: str) -> str:
+    """Render the model card from the metrics file; returns the card path."""
+    from samsar.reporting.card import write_card
+
+    if not Path(metrics_path).is_file():
+        raise FileNotFoundError(f"{metrics_path}: no metrics; the evaluate task did not write them")
+    return str(write_card(load_params(params_path), variant))
+
+
+@task(name="register", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
+def register_task(params_path: str, variants: list[str]) -> dict[str, Any] | None:
+    """Register the evaluated variants (best new one -> challenger) and run the promotion gate."""
+    from samsar.tracking.registry import register_and_promote
+
+    decision = register_and_promote(load_params(params_path), variants=variants)
+    if decision is None:
+        return None
+    return {"model": decision.model, "version": decision.version, "promoted": decision.promoted, "reasons": decision.reasons}
+
+
+def ensure_gpu_limit(params: Params) -> int:
+    """The tag concurrency limit of GPU tasks, created with ``pipeline.gpu_slots`` if there is none."""
+    tag = params.pipeline.gpu_tag
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_concurrency_limit_by_tag(tag).concurrency_limit
+        except ObjectNotFound:
+            client.create_concurrency_limit(tag=tag, concurrency_limit=params.pipeline.gpu_slots)
+            return params.pipeline.gpu_slots
+
+
+@flow(name="samsar-train", flow_run_name="train-{variant}")
+def train_flow(params_path: str, variant: str, resume: bool = False) -> str:
+    """Train one variant (what the DVC ``train`` stage runs through ``samsar train``); returns the adapter dir."""
+    params = load_params(params_path)
+    return _configured(train_task, params, gpu=True)(params_path, variant, resume)
+
+
+@flow(name="samsar-variant", flow_run_name="variant-{variant}")
+def variant_flow(params_path: str, variant: str) -> dict[str, Any] | None:
+    """Train -> evaluate -> model card -> register/promote one variant; returns the promotion decision."""
+    params = load_params(params_path)
+    adapter_dir = _configured(train_task, params, gpu=True)(params_path, variant)
+    metrics_path = _configured(evaluate_task, params, gpu=True)(params_path, variant, adapter_dir)
+    _configured(card_task, params, gpu=False)(params_path, variant, metrics_path)
+    return _configured(register_task, params, gpu=False)(params_path, [variant])
+
+
+@flow(name="samsar-all-variants")
+def all_variants_flow(params_path: str, variants: list[str] | None = None) -> dict[str, Any] | None:
+    """Every variant (default: params ``variants``) in parallel under the GPU limit, then one registration.
+
+    Variants that fail do not stop the others; the evaluated ones are registered, then the flow
+    fails naming the variants that did not finish.
+    """
+    params = load_params(params_path)
+    variants = variants or params.variants
+    logger = get_run_logger()
+    logger.info("GPU tasks limited to %d at once (tag '%s')", ensure_gpu_limit(params), params.pipeline.gpu_tag)
+    train = _configured(train_task, params, gpu=True)
+    evaluate = _configured(evaluate_task, params, gpu=True)
+    card = _configured(card_task, params, gpu=False)
+    cards = {}
+    for variant in variants:
+        adapter_dir = train.submit(params_path, variant)
+        metrics_path = evaluate.submit(params_path, variant, adapter_dir)
+        cards[variant] = card.submit(params_path, variant, metrics_path)
+    wait(list(cards.values()))
+    done = [v for v, future in cards.items() if future.state.is_completed()]
+    failed = [v for v in variants if v not in done]
+    decision = _configured(register_task, params, gpu=False)(params_path, done) if done else None
+    if failed:
+        raise RuntimeError(f"variants {failed} did not finish (see their task runs); registered: {done}")
+    return decision

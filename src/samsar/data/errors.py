@@ -1,0 +1,7 @@
+"""The one error type raised for bad input data."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """Input data is unusable; the message names the file, the problem and the fix."""

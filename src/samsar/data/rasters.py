@@ -1,0 +1,163 @@
+"""Reading image and label rasters window by window, with errors that name the file.
+
+TIFF/GeoTIFF go through rasterio and are read one window at a time, so memory is set by the
+window, not the scene. PNG, JPEG and BMP have no cheap random access and are decoded whole with
+Pillow (which also detects truncated files).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from PIL import Image, UnidentifiedImageError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from samsar.data.errors import DataError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+WINDOWED_SUFFIXES = (".tif", ".tiff")
+SUPPORTED_IMAGE_DTYPES = ("uint8", "uint16", "float32", "float64")
+SUPPORTED_LABEL_DTYPES = ("uint8", "uint16")
+# GDAL's block cache defaults to 5 % of RAM; a small fixed cache keeps peak memory set by the
+# tile size rather than the scene size.
+GDAL_CACHE_MB = 64
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """Shape and type of a raster as stored."""
+
+    path: Path
+    height: int
+    width: int
+    channels: int
+    dtype: str
+
+
+class Raster:
+    """An open image or label file: ``info`` and ``read(row, col, height, width)``.
+
+    ``read`` returns ``(height, width, channels)`` in the stored dtype; a window reaching past the
+    edge is padded with ``fill``. Palette images are expanded to RGB unless ``keep_palette_indices``.
+    """
+
+    def __init__(self, path: Path | str, *, keep_palette_indices: bool = False):
+        self.path = Path(path)
+        self._dataset = None
+        self._array: np.ndarray | None = None
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: file not found; check the data paths in params.yaml")
+        if self.path.suffix.lower() in WINDOWED_SUFFIXES:
+            self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+            self._env.__enter__()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    self._dataset = rasterio.open(self.path)
+            except RasterioError as exc:
+                self.close()
+                raise DataError(f"{self.path}: not a readable raster ({exc}); re-export or replace the file") from exc
+            ds = self._dataset
+            self.info = RasterInfo(self.path, ds.height, ds.width, ds.count, ds.dtypes[0])
+        else:
+            self._array = _decode_with_pillow(self.path, keep_palette_indices)
+            h, w, c = self._array.shape
+            self.info = RasterInfo(self.path, h, w, c, str(self._array.dtype))
+
+    def read(self, row: int, col: int, height: int, width: int, fill: float = 0) -> np.ndarray:
+        """Pixels ``[row, row+height) x [col, col+width)`` as ``(height, width, channels)``."""
+        info = self.info
+        r1, c1 = min(row + height, info.height), min(col + width, info.width)
+        if self._array is not None:
+            inside = self._array[row:r1, col:c1]
+        else:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    data = self._dataset.read(window=Window(col, row, c1 - col, r1 - row))
+            except RasterioError as exc:
+                raise DataError(
+                    f"{self.path}: cannot read rows {row}-{r1}, cols {col}-{c1} ({exc}); "
+                    "the file is truncated or corrupt; re-export or replace it"
+                ) from exc
+            inside = np.moveaxis(data, 0, -1)
+        if inside.shape[:2] == (height, width):
+            return inside
+        out = np.full((height, width, info.channels), fill, dtype=inside.dtype)
+        out[: inside.shape[0], : inside.shape[1]] = inside
+        return out
+
+    def row_strips(self, pixels: int = 1 << 20):
+        """Yield ``(row, strip)`` over the whole raster, in strips of about ``pixels`` pixels."""
+        rows = max(1, pixels // self.info.width)
+        for row in range(0, self.info.height, rows):
+            yield row, self.read(row, 0, min(rows, self.info.height - row), self.info.width)
+
+    def close(self) -> None:
+        if self._dataset is not None:
+            self._dataset.close()
+            self._dataset = None
+        if hasattr(self, "_env"):
+            self._env.__exit__(None, None, None)
+            del self._env
+
+    def __enter__(self) -> "Raster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _decode_with_pillow(path: Path, keep_palette_indices: bool) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P" and not keep_palette_indices:
+                img = img.convert("RGB")
+            elif img.mode in ("RGBA", "CMYK", "YCbCr", "PA"):
+                img = img.convert("RGB")
+            elif img.mode in ("LA", "1"):
+                img = img.convert("L")
+            array = np.asarray(img)
+    except UnidentifiedImageError as exc:
+        raise DataError(f"{path}: not a readable image (unknown or corrupt format); re-export or replace the file") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode the image ({exc}); the file is truncated or corrupt; re-export or replace it") from exc
+    return array[..., None] if array.ndim == 2 else array
+
+
+def check_image_dtype(info: RasterInfo) -> None:
+    """Raise :class:`DataError` unless the image has a dtype and channel count preprocessing handles."""
+    if info.dtype not in SUPPORTED_IMAGE_DTYPES:
+        raise DataError(
+            f"{info.path}: unsupported image dtype {info.dtype}; supported: {', '.join(SUPPORTED_IMAGE_DTYPES)} "
+            "(convert complex or integer products to float32 amplitude or intensity first)"
+        )
+    if info.channels > 3:
+        raise DataError(
+            f"{info.path}: {info.channels} channels; supported: 1 (single-pol), 2 (dual-pol) or 3 (e.g. Pauli RGB); "
+            "select the bands to use before preparing"
+        )
+
+
+def check_label_dtype(info: RasterInfo) -> None:
+    """Raise :class:`DataError` unless the label raster has an integer dtype labels can use."""
+    if info.dtype not in SUPPORTED_LABEL_DTYPES:
+        raise DataError(
+            f"{info.path}: unsupported label dtype {info.dtype}; labels must be uint8 or uint16 "
+            "(class indices) or RGB uint8 (palette colours)"
+        )
+
+
+def check_same_size(image: RasterInfo, label: RasterInfo) -> None:
+    """Raise :class:`DataError` when an image and its label differ in height or width."""
+    if (image.height, image.width) != (label.height, label.width):
+        raise DataError(
+            f"{image.path}: image is {image.height}x{image.width} but its label {label.path} is "
+            f"{label.height}x{label.width}; image and label must cover the same pixels"
+        )

@@ -1,0 +1,7 @@
+"""The one error type of scene prediction."""
+
+from __future__ import annotations
+
+
+class PredictError(RuntimeError):
+    """Prediction cannot run on this input; the message names the file and the fix."""

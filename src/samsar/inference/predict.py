@@ -1,0 +1,187 @@
+"""``samsar predict``: classify a whole SAR scene into a georeferenced class map.
+
+Outputs, all written beside ``output_path`` through temporary files renamed at the end (a
+failed run leaves none of them behind):
+
+- ``<output>``: single-band uint8 GeoTIFF with the scene's CRS and transform, a colour table
+  from the class colours, 255 where the scene has no data;
+- ``<stem>_preview.png``: downsampled coloured preview;
+- ``<stem>_areas.csv``: pixel count, fraction and area (km2, projected CRS only) per class;
+- ``<stem>_confidence.tif`` (optional): max softmax probability x 255 as uint8, 0 = no data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from samsar.config import Params
+from samsar.inference.errors import PredictError
+from samsar.inference.outputs import NODATA_CLASS, ClassCounter, PreviewSampler, colormap, write_area_table
+from samsar.inference.predictor import Predictor
+from samsar.inference.raster import RowWriter, SceneReader, gdal_env
+from samsar.inference.windows import window_starts
+from samsar.io import atomic_path
+
+__all__ = ["PredictError", "PredictResult", "load_model", "output_paths", "predict_scene", "resolve_model"]
+
+MODEL_URI_PREFIX = "models:/"
+AREA_NOTE_PIXELS = "areas in pixels only: the scene has no projected CRS with a linear unit"
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What a scene prediction wrote and found."""
+
+    class_map: Path
+    preview: Path
+    areas: Path
+    confidence: Path | None
+    counts: dict[str, int]
+    area_note: str | None  # set when areas are in pixels only
+    windows: int
+    seconds: float
+
+
+def output_paths(output_path: Path) -> dict[str, Path]:
+    """The files written for class map ``output_path``."""
+    stem = output_path.with_suffix("")
+    return {
+        "class_map": output_path,
+        "preview": Path(f"{stem}_preview.png"),
+        "areas": Path(f"{stem}_areas.csv"),
+        "confidence": Path(f"{stem}_confidence.tif"),
+    }
+
+
+def resolve_model(model: str | Path, params: Params | None = None) -> Path:
+    """Adapter directory of ``model``: a directory holding ``adapter.json``, or a ``models:/NAME@ALIAS``
+    (or ``models:/NAME/VERSION``) registry URI, downloaded from the tracking store."""
+    if str(model).startswith(MODEL_URI_PREFIX):
+        return _download_registered(str(model), params)
+    path = Path(model)
+    if not (path / "adapter.json").is_file():
+        raise PredictError(
+            f"{path}: not an adapter directory (no adapter.json); pass models/<variant>/adapter "
+            f"or a registry URI such as models:/samsar-<dataset>@champion"
+        )
+    return path
+
+
+def _download_registered(uri: str, params: Params | None) -> Path:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if params is not None:
+        from samsar.tracking.store import tracking_uri
+
+        mlflow.set_tracking_uri(tracking_uri(params))
+        mlflow.set_registry_uri(tracking_uri(params))
+    try:
+        try:
+            from samsar.tracking.pyfunc import download_adapter
+        except ImportError:
+            downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="samsar-model-")))
+            found = sorted(downloaded.rglob("adapter.json"))
+            if not found:
+                raise PredictError(f"{uri}: the registered model holds no adapter.json; register an adapter logged by `samsar train`")
+            return found[0].parent
+        return Path(download_adapter(uri))
+    except MlflowException as exc:
+        raise PredictError(
+            f"{uri}: cannot be loaded from the tracking store ({exc}); check the name and alias "
+            f"(`samsar register`) and --params / $MLFLOW_TRACKING_URI"
+        ) from exc
+
+
+def load_model(adapter_dir: Path, params: Params | None = None):
+    """``(segmenter, meta)`` for inference: the adapter on its base checkpoint, merged where the method allows.
+
+    The base checkpoint is the one params.yaml names (``model.checkpoint`` or the pretrained
+    stand-in) when that file exists, else the path recorded in adapter.json.
+    """
+    from samsar.models.artifacts import RANDOM_INIT_PREFIX, ArtifactError, BaseMismatchError, load_adapter, read_adapter_config
+
+    try:
+        base_id = read_adapter_config(adapter_dir)["base_id"]
+        checkpoint = None
+        if params is not None and not base_id.startswith(RANDOM_INIT_PREFIX):
+            from samsar.tracking.provenance import base_checkpoint_path
+
+            configured = base_checkpoint_path(params)
+            checkpoint = configured if configured is not None and configured.is_file() else None
+        segmenter, meta = load_adapter(adapter_dir, checkpoint=checkpoint)
+    except FileNotFoundError as exc:
+        raise PredictError(
+            f"{adapter_dir}: the base checkpoint of this adapter is missing ({exc}); set model.checkpoint "
+            f"in params.yaml (--params) to the SAM checkpoint it was trained on, or run `samsar pretrain`"
+        ) from exc
+    except (ArtifactError, BaseMismatchError) as exc:
+        raise PredictError(str(exc)) from exc
+    if segmenter.method.mergeable:
+        segmenter.merge()
+    return segmenter, meta
+
+
+def predict_scene(
+    model: str | Path,
+    input_path: Path | str,
+    output_path: Path | str,
+    batch_size: int = 8,
+    overlap: float = 0.25,
+    confidence: bool = False,
+    device: str = "auto",
+    params: Params | None = None,
+) -> PredictResult:
+    """Classify a scene of any size into a class map, a preview and an area table (see module doc)."""
+    started = time.perf_counter()
+    input_path, output_path = Path(input_path), Path(output_path)
+    paths = output_paths(output_path)
+    with gdal_env(), SceneReader(input_path) as scene:
+        segmenter, meta = load_model(resolve_model(model, params), params)
+        predictor = Predictor(segmenter, meta, device=device, batch_size=batch_size, overlap=overlap)
+        _check_bands(scene, predictor)
+        colors = [tuple(c) for c in meta["class_colors"]]
+        counter = ClassCounter(predictor.num_classes)
+        preview = PreviewSampler(scene.height, scene.width)
+        geo = dict(height=scene.height, width=scene.width, crs=scene.crs, transform=scene.transform)
+        with contextlib.ExitStack() as stack:
+            tmp = {name: stack.enter_context(atomic_path(path)) for name, path in paths.items() if confidence or name != "confidence"}
+            class_writer = stack.enter_context(RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors), **geo))
+            confidence_writer = stack.enter_context(RowWriter(tmp["confidence"], dtype="uint8", nodata=0, **geo)) if confidence else None
+            strips = len(window_starts(scene.height, predictor.window, predictor.stride))
+            for block in tqdm(predictor.stream(scene.read_rows, scene.height, scene.width), total=strips, unit="strip", desc=input_path.name, disable=None):
+                class_writer.write(block.classes)
+                if confidence_writer is not None:
+                    confidence_writer.write(np.rint(block.confidence * 255).astype(np.uint8))
+                counter.add(block.classes)
+                preview.add(block.row0, block.classes)
+            if counter.total == 0:
+                raise PredictError(f"{input_path}: every pixel is nodata (or not finite); check the file's nodata value and content")
+            preview.write_png(tmp["preview"], colors)
+            pixel_area = scene.pixel_area_km2()
+            write_area_table(tmp["areas"], predictor.class_names, counter.counts, pixel_area)
+    return PredictResult(
+        class_map=paths["class_map"],
+        preview=paths["preview"],
+        areas=paths["areas"],
+        confidence=paths["confidence"] if confidence else None,
+        counts=dict(zip(predictor.class_names, counter.counts.tolist())),
+        area_note=None if pixel_area is not None else AREA_NOTE_PIXELS,
+        windows=predictor.windows_run,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _check_bands(scene: SceneReader, predictor: Predictor) -> None:
+    if scene.count != predictor.input_bands:
+        raise PredictError(
+            f"{scene.path}: has {scene.count} band(s) but the model was trained on {predictor.input_bands}-band input; "
+            f"pass a scene with {predictor.input_bands} band(s) (or use a model trained on {scene.count}-band data)"
+        )

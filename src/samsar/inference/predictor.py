@@ -1,0 +1,150 @@
+"""Sliding-window prediction with blended overlaps, for arrays and streamed scenes.
+
+A scene is processed in strips: one row of windows at a time. Softmax probabilities of the
+windows are accumulated with a smooth weight (see :func:`~samsar.inference.windows.blend_weights`)
+into a buffer one window high; rows that no later window touches are finished and handed on.
+Memory is bounded by the strip (window height x scene width) and the window batch, never by
+the scene height, and the full-scene probability cube is never formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from samsar.inference.outputs import NODATA_CLASS
+from samsar.inference.windows import blend_weights, window_starts, window_stride
+
+# Reads scene rows [row0, row1): raw pixels (n, W) or (n, W, C), and a validity mask (n, W).
+RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Finished rows ``[row0, row0 + n)`` of a prediction."""
+
+    row0: int
+    classes: np.ndarray  # uint8 (n, W); NODATA_CLASS where there is no prediction
+    confidence: np.ndarray  # float32 (n, W): max softmax probability; 0 where there is no prediction
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Predictor:
+    """Whole-image prediction with a trained segmenter and its ``adapter.json`` metadata.
+
+    Raw pixels are scaled exactly as in training (``SarScaler.from_dict(meta["scaling"])``),
+    cut into overlapping windows of the model's image size, run in batches (bf16 autocast on
+    CUDA) and blended per pixel.
+    """
+
+    def __init__(
+        self,
+        segmenter: nn.Module,
+        meta: dict,
+        device: str | torch.device = "auto",
+        batch_size: int = 8,
+        overlap: float = 0.25,
+    ) -> None:
+        from samsar.data.scaling import SarScaler
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.segmenter = segmenter.to(self.device).eval()
+        self.window = int(meta["image_size"])
+        self.stride = window_stride(self.window, overlap)
+        self.batch_size = batch_size
+        self.class_names: list[str] = list(meta["class_names"])
+        self.scaler = SarScaler.from_dict(meta["scaling"])
+        self._weights = torch.from_numpy(blend_weights(self.window)).to(self.device)
+        self.windows_run = 0  # forward passes of single windows so far (windows without valid pixels are skipped)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_bands(self) -> int:
+        """Band count of the input the model was trained on."""
+        return self.scaler.channels
+
+    def predict_array(self, raw: np.ndarray) -> np.ndarray:
+        """Class map ``uint8 (H, W)`` of an in-memory image ``(H, W)`` or ``(H, W, C)``;
+        non-finite pixels get ``NODATA_CLASS``."""
+        raw = np.asarray(raw)
+        valid = np.isfinite(raw) if raw.ndim == 2 else np.isfinite(raw).all(axis=-1)
+        out = np.empty(raw.shape[:2], dtype=np.uint8)
+        for block in self.stream(lambda r0, r1: (raw[r0:r1], valid[r0:r1]), *raw.shape[:2]):
+            out[block.row0 : block.row0 + len(block.classes)] = block.classes
+        return out
+
+    @torch.inference_mode()
+    def stream(self, read_rows: RowReader, height: int, width: int) -> Iterator[RowBlock]:
+        """Predict a ``height x width`` scene read through ``read_rows``; yield finished rows top to bottom."""
+        size = self.window
+        row_starts = window_starts(height, size, self.stride)
+        col_starts = window_starts(width, size, self.stride)
+        padded_width = max(width, size)
+        probs = torch.zeros(self.num_classes, size, padded_width, device=self.device)
+        weight_sum = torch.zeros(size, padded_width, device=self.device)
+        for i, row0 in enumerate(row_starts):
+            row1 = min(row0 + size, height)
+            raw, valid = read_rows(row0, row1)
+            strip, strip_valid = self._scaled_strip(raw, valid, padded_width)
+            self._accumulate(strip, strip_valid, col_starts, probs, weight_sum)
+            done = (row_starts[i + 1] if i + 1 < len(row_starts) else row1) - row0
+            yield self._finish(row0, probs[:, :done, :width], weight_sum[:done, :width], valid[:done])
+            probs = torch.roll(probs, -done, dims=1)
+            weight_sum = torch.roll(weight_sum, -done, dims=0)
+            probs[:, size - done :] = 0
+            weight_sum[size - done :] = 0
+
+    def _scaled_strip(self, raw: np.ndarray, valid: np.ndarray, padded_width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled strip ``(3, window, padded_width)`` on the device (zeros at nodata and padding) and its validity."""
+        with np.errstate(all="ignore"):  # nodata values (e.g. -9999) may hit logs; they are zeroed below
+            scaled = self.scaler.transform(raw)
+        scaled = np.where(valid, np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0), 0.0).astype(np.float32)
+        n, width = valid.shape
+        strip = torch.zeros(3, self.window, padded_width, device=self.device)
+        strip[:, :n, :width] = torch.from_numpy(scaled).to(self.device)
+        strip_valid = torch.zeros(self.window, padded_width, dtype=torch.bool, device=self.device)
+        strip_valid[:n, :width] = torch.from_numpy(valid).to(self.device)
+        return strip, strip_valid
+
+    def _accumulate(
+        self, strip: torch.Tensor, strip_valid: torch.Tensor, col_starts: list[int], probs: torch.Tensor, weight_sum: torch.Tensor
+    ) -> None:
+        """Run the windows of one strip in batches; add their weighted probabilities."""
+        size = self.window
+        # Windows with no valid pixel contribute nothing: skip their forward pass.
+        cols = [c for c in col_starts if bool(strip_valid[:, c : c + size].any())]
+        for b in range(0, len(cols), self.batch_size):
+            batch_cols = cols[b : b + self.batch_size]
+            windows = torch.stack([strip[:, :, c : c + size] for c in batch_cols])
+            self.windows_run += len(batch_cols)
+            for c, p in zip(batch_cols, self.window_probabilities(windows)):
+                probs[:, :, c : c + size] += p * self._weights
+                weight_sum[:, c : c + size] += self._weights
+
+    def window_probabilities(self, windows: torch.Tensor) -> torch.Tensor:
+        """Softmax class probabilities ``(B, K, T, T)`` (float32) of scaled windows ``(B, 3, T, T)``."""
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            logits = self.segmenter(windows)
+        return logits.float().softmax(dim=1)
+
+    def _finish(self, row0: int, probs: torch.Tensor, weight_sum: torch.Tensor, valid: np.ndarray) -> RowBlock:
+        confidence, classes = (probs / weight_sum.clamp_min(1e-12)).max(dim=0)
+        keep = torch.from_numpy(valid).to(self.device) & (weight_sum > 0)
+        classes = torch.where(keep, classes, NODATA_CLASS).to(torch.uint8)
+        confidence = torch.where(keep, confidence, 0.0)
+        return RowBlock(row0, classes.cpu().numpy(), confidence.cpu().numpy())

@@ -1,0 +1,147 @@
+"""Windowed raster reading and writing for scene prediction (GeoTIFF, TIFF, PNG, BMP in; GeoTIFF out).
+
+Scenes are read and written a band of rows at a time so memory does not grow with the scene.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from samsar.inference.errors import PredictError
+
+# GDAL's block cache defaults to a share of RAM and would otherwise keep every block of a
+# large scene once read; prediction touches each block about once, so a small cache suffices.
+GDAL_CACHE_MB = 64
+TILE = 256
+
+
+def gdal_env() -> rasterio.Env:
+    """GDAL settings for streaming a scene: bounded block cache."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+
+
+class SceneReader:
+    """A raster scene opened for reading bands of rows: ``(raw, valid)`` per band."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PredictError(f"{self.path}: input scene not found; pass an existing GeoTIFF, TIFF, PNG or BMP file")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._ds = rasterio.open(self.path)
+        except RasterioError as exc:
+            raise PredictError(
+                f"{self.path}: cannot be read as a raster image ({exc}); pass a GeoTIFF, TIFF, PNG or BMP scene"
+            ) from exc
+        self.height, self.width, self.count = self._ds.height, self._ds.width, self._ds.count
+        self.nodata = self._ds.nodata
+        self.crs = self._ds.crs
+        transform = self._ds.transform
+        self.georeferenced = self.crs is not None or transform != Affine.identity()
+        self.transform = transform if self.georeferenced else None
+
+    def read_rows(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[row0, row1)``: raw pixels ``(n, W)`` or ``(n, W, C)`` in the file's dtype, and a
+        validity mask ``(n, W)`` (False where the file's nodata/mask says so or a value is not finite)."""
+        window = Window(0, row0, self.width, row1 - row0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                bands = self._ds.read(window=window)
+                valid = self._ds.dataset_mask(window=window) > 0
+        except RasterioError as exc:
+            raise PredictError(f"{self.path}: read failed at rows {row0}-{row1} ({exc}); the file may be truncated") from exc
+        if np.issubdtype(bands.dtype, np.floating):
+            valid &= np.isfinite(bands).all(axis=0)
+        raw = bands[0] if self.count == 1 else np.moveaxis(bands, 0, -1)
+        return raw, valid
+
+    def pixel_area_km2(self) -> float | None:
+        """Ground area of one pixel in km2, or None unless the scene has a projected CRS with a linear unit."""
+        if self.crs is None or self.transform is None or not self.crs.is_projected:
+            return None
+        try:
+            _, metres_per_unit = self.crs.linear_units_factor
+        except CRSError:
+            return None
+        t = self.transform
+        return abs(t.a * t.e - t.b * t.d) * metres_per_unit**2 / 1e6
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> "SceneReader":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class RowWriter:
+    """A single-band tiled, compressed GeoTIFF written top to bottom.
+
+    Rows arrive in bands of any height; they are buffered and written in whole tile rows so
+    each compressed tile is written exactly once.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        height: int,
+        width: int,
+        dtype: str,
+        nodata: float | None,
+        crs: rasterio.crs.CRS | None,
+        transform: Affine | None,
+        colormap: dict[int, tuple[int, int, int, int]] | None = None,
+    ) -> None:
+        profile = dict(
+            driver="GTiff", height=height, width=width, count=1, dtype=dtype, nodata=nodata,
+            tiled=True, blockxsize=TILE, blockysize=TILE, compress="deflate", BIGTIFF="IF_SAFER",
+        )
+        if crs is not None:
+            profile["crs"] = crs
+        if transform is not None:
+            profile["transform"] = transform
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._ds = rasterio.open(path, "w", **profile)
+        if colormap is not None:
+            self._ds.write_colormap(1, colormap)
+        self._pending: list[np.ndarray] = []
+        self._next_row = 0  # first row not yet written to the file
+        self.height = height
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append the next band of rows ``(n, W)``."""
+        self._pending.append(rows)
+        buffered = sum(len(r) for r in self._pending)
+        if buffered >= TILE or self._next_row + buffered == self.height:
+            self._flush(final=self._next_row + buffered == self.height)
+
+    def _flush(self, final: bool) -> None:
+        rows = np.concatenate(self._pending)
+        n = len(rows) if final else len(rows) // TILE * TILE
+        self._ds.write(rows[:n], 1, window=Window(0, self._next_row, rows.shape[1], n))
+        self._next_row += n
+        self._pending = [rows[n:]] if n < len(rows) else []
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> "RowWriter":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,87 @@
+"""What a run was made from: code version, data version and base checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from samsar.config import Params
+
+UNKNOWN = "unknown"
+# DVC stages whose outputs are the dataset a model is trained and tested on.
+DATA_STAGES = ("preprocess", "validate")
+
+
+def git_sha(root: Path) -> str:
+    """Commit of the code at ``root`` (``-dirty`` when tracked files changed), or ``"unknown"``."""
+    try:
+        sha = _git(root, "rev-parse", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return UNKNOWN
+    return f"{sha}-dirty" if dirty else sha
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+
+def data_hash(params: Params) -> tuple[str, str]:
+    """``(hash, source)`` identifying the processed dataset.
+
+    From ``dvc.lock``: the md5 of the outputs of the preprocess/validate stages (what DVC
+    itself uses to decide the data changed). Without a lock file: ``sha256:`` of
+    ``manifest.parquet``. Neither: ``("unknown", "none")``.
+    """
+    lock = params.path("dvc.lock")
+    if lock.is_file():
+        digest = _dvc_lock_data_hash(lock, params)
+        if digest:
+            return digest, "dvc.lock"
+    manifest = params.processed_dir / "manifest.parquet"
+    if manifest.is_file():
+        return "sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest(), "manifest"
+    return UNKNOWN, "none"
+
+
+def _dvc_lock_data_hash(lock: Path, params: Params) -> str | None:
+    stages: dict[str, Any] = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    outs = {
+        out["path"]: out.get("md5") or out.get("hash")
+        for name, stage in stages.items()
+        if name in DATA_STAGES
+        for out in stage.get("outs", [])
+    }
+    processed = str(params.data.processed_dir)
+    if processed in outs:
+        return outs[processed]
+    if not outs:
+        return None
+    # Several data outputs: one digest over all of them, in a stable order.
+    return "md5:" + hashlib.md5(json.dumps(sorted(outs.items())).encode()).hexdigest()
+
+
+def base_checkpoint_path(params: Params) -> Path | None:
+    """The SAM checkpoint the adapters are trained on: the configured one or the pretrained stand-in."""
+    if params.model.checkpoint is not None:
+        return params.path(params.model.checkpoint)
+    if params.pretrain.enabled:
+        return params.path(params.pretrain.output)
+    return None
+
+
+def base_checkpoint_id(params: Params) -> str:
+    """sha256 of the base checkpoint, ``"random-init"`` without one, ``"missing:<path>"`` if absent."""
+    from samsar.models.sam import file_sha256
+
+    path = base_checkpoint_path(params)
+    if path is None:
+        return "random-init"
+    if not path.is_file():
+        return f"missing:{path}"
+    return file_sha256(path)

@@ -1,0 +1,148 @@
+"""An adapter as an MLflow pyfunc model: SAR array in, class map out.
+
+The model's artifacts are the adapter directory and, when it is small enough, the base SAM
+checkpoint it was trained on (the pretrained stand-in). A bigger checkpoint is only referenced:
+adapter.json records its path and sha256; where that path does not exist, point
+``$SAMSAR_BASE_CHECKPOINT`` at a copy (the hash is checked either way).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+import mlflow
+import numpy as np
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import Schema, TensorSpec
+
+from samsar.config import Params
+from samsar.io import write_json
+from samsar.models.artifacts import CONFIG_FILE, RANDOM_INIT_PREFIX, load_adapter, read_adapter_config
+from samsar.tracking import store
+
+ADAPTER_KEY = "adapter"
+CHECKPOINT_KEY = "base_checkpoint"
+CHECKPOINT_ENV = "SAMSAR_BASE_CHECKPOINT"
+ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
+EXAMPLE_SIZE = 64
+
+
+class AdapterModel(PythonModel):
+    """Loads the adapter with ``samsar.models.artifacts.load_adapter``; predicts with ``Predictor``."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from samsar.inference.predictor import Predictor
+
+        # None: load_adapter uses the path recorded in adapter.json.
+        checkpoint = context.artifacts.get(CHECKPOINT_KEY) or os.environ.get(CHECKPOINT_ENV)
+        segmenter, meta = load_adapter(Path(context.artifacts[ADAPTER_KEY]), checkpoint=checkpoint)
+        self.predictor = Predictor(segmenter, meta, device=os.environ.get("SAMSAR_DEVICE", "auto"))
+
+    def predict(self, context: PythonModelContext | None, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
+        """Class map (uint8, H x W) of one SAR array (H x W or H x W x C, raw values)."""
+        return self.predictor.predict_array(np.asarray(model_input))
+
+
+def example_tile(bands: int = 1, size: int = EXAMPLE_SIZE, seed: int = 0) -> np.ndarray:
+    """A single-look speckle intensity tile (float32; H x W for one band, else H x W x bands)."""
+    shape = (size, size) if bands == 1 else (size, size, bands)
+    return np.random.default_rng(seed).gamma(1.0, 1.0, shape).astype(np.float32)
+
+
+def model_artifacts(params: Params, adapter_dir: Path) -> dict[str, str]:
+    """The pyfunc's artifacts: the adapter, plus its base checkpoint when that is at most
+    ``tracking.max_logged_checkpoint_mb`` (bigger ones stay referenced in adapter.json)."""
+    artifacts = {ADAPTER_KEY: str(adapter_dir)}
+    config = read_adapter_config(adapter_dir)
+    if config["base_id"].startswith(RANDOM_INIT_PREFIX) or not config.get("base_checkpoint"):
+        return artifacts
+    checkpoint = params.path(config["base_checkpoint"])
+    if checkpoint.is_file() and checkpoint.stat().st_size <= params.tracking.max_logged_checkpoint_mb * 2**20:
+        artifacts[CHECKPOINT_KEY] = str(checkpoint)
+    return artifacts
+
+
+def adapter_signature(model: AdapterModel, example: np.ndarray) -> ModelSignature:
+    """Signature inferred from the example tile and its prediction, any height and width allowed.
+
+    The tile has the band count the model was trained on: H x W for single-band SAR, H x W x C otherwise.
+    """
+    inferred = infer_signature(example, model.predict(None, example))
+
+    def any_size(schema: Schema) -> Schema:
+        return Schema([TensorSpec(spec.type, (-1,) * len(spec.shape), spec.name) for spec in schema.inputs])
+
+    return ModelSignature(inputs=any_size(inferred.inputs), outputs=any_size(inferred.outputs))
+
+
+def log_adapter_model(params: Params, run_id: str, adapter_dir: Path) -> str:
+    """Log ``adapter_dir`` into run ``run_id`` as a pyfunc model with signature and input example.
+
+    Returns the model URI (``models:/<model_id>``).
+    """
+    if not (adapter_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter.json here; train the variant first (`samsar train`)")
+    artifacts = model_artifacts(params, adapter_dir)
+    model = AdapterModel()
+    model.load_context(PythonModelContext(artifacts=artifacts, model_config={}))
+    example = example_tile(bands=model.predictor.input_bands)
+    signature = adapter_signature(model, example)
+    uri = store.tracking_uri(params)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name=store.PYFUNC_MODEL_NAME,
+            python_model=str(ENTRY_POINT),
+            artifacts=artifacts,
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
+    return info.model_uri
+
+
+def _requirements() -> list[str]:
+    import torch
+
+    import samsar
+
+    return [f"samsar=={samsar.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+
+
+@dataclass(frozen=True)
+class DownloadedModel:
+    """A pyfunc model copied to local disk: its adapter directory and bundled base checkpoint (if any)."""
+
+    adapter_dir: Path
+    base_checkpoint: Path | None
+
+
+def download_model(uri: str, tracking_uri: str | None = None, dst: Path | None = None) -> DownloadedModel:
+    """Download a ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``, ``runs:/``) pyfunc model.
+
+    The returned adapter directory loads with ``load_adapter(adapter_dir)`` alone: when the base
+    checkpoint was logged with the model, the downloaded adapter.json points at its copy.
+
+    ``tracking_uri`` None uses ``$MLFLOW_TRACKING_URI`` (pass ``store.tracking_uri(params)`` for the project store).
+    """
+    dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="samsar-model-"))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri))
+    flavor = mlflow.models.Model.load(local).flavors.get("python_function", {})
+    paths = {key: local / info["path"] for key, info in flavor.get("artifacts", {}).items()}
+    if ADAPTER_KEY not in paths:
+        raise ValueError(f"{uri}: not a samsar adapter model (no '{ADAPTER_KEY}' artifact in its MLmodel)")
+    checkpoint = paths.get(CHECKPOINT_KEY)
+    if checkpoint is not None:
+        # Point the downloaded copy at the bundled checkpoint, so load_adapter(adapter_dir) finds it.
+        config = read_adapter_config(paths[ADAPTER_KEY])
+        write_json(paths[ADAPTER_KEY] / CONFIG_FILE, {**config, "base_checkpoint": str(checkpoint.resolve())})
+    return DownloadedModel(adapter_dir=paths[ADAPTER_KEY], base_checkpoint=checkpoint)
+
+
+def download_adapter(uri: str, tracking_uri: str | None = None, dst: Path | None = None) -> Path:
+    """Download a registered adapter model (with its bundled base checkpoint); returns its adapter directory."""
+    return download_model(uri, tracking_uri=tracking_uri, dst=dst).adapter_dir

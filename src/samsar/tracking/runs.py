@@ -1,0 +1,181 @@
+"""MLflow runs: one per training of a variant, reopened by evaluate/card to add results.
+
+A run always ends ``FINISHED`` or ``FAILED`` (with the error in the ``error`` tag); it is
+never left ``RUNNING`` by an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
+
+import samsar
+from samsar.config import Params
+from samsar.tracking import provenance, store
+
+log = logging.getLogger(__name__)
+
+
+class RunHandle:
+    """Logging into one MLflow run; every method is a no-op when tracking is disabled (``run_id`` None)."""
+
+    def __init__(self, client: MlflowClient | None, run_id: str | None, params: Params) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.params = params
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log numeric metrics at ``step`` (e.g. the epoch)."""
+        if self.run_id is None:
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH])
+
+    def log_params(self, values: Mapping[str, Any]) -> None:
+        """Log parameters (values stringified and cut to MLflow's length limit)."""
+        if self.run_id is None:
+            return
+        batch = [Param(key, _param_value(value)) for key, value in values.items()]
+        for start in range(0, len(batch), MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=batch[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags (values stringified and cut to MLflow's length limit)."""
+        if self.run_id is None:
+            return
+        batch = [RunTag(key, str(value)[:MAX_TAG_VAL_LENGTH]) for key, value in tags.items()]
+        for start in range(0, len(batch), MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=batch[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+
+    def log_artifacts(self, path: Path | str, artifact_path: str | None = None) -> None:
+        """Upload a file or a directory's contents under ``artifact_path``."""
+        if self.run_id is None:
+            return
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_adapter_model(self, adapter_dir: Path | str) -> str | None:
+        """Log an adapter directory as the run's pyfunc model; returns the model URI."""
+        if self.run_id is None:
+            return None
+        from samsar.tracking.pyfunc import log_adapter_model
+
+        return log_adapter_model(self.params, self.run_id, Path(adapter_dir))
+
+
+def flatten_params(params: Params) -> dict[str, str]:
+    """params.yaml as dotted keys (``train.lr``); lists become JSON. ``root`` is left out (a machine path)."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value if isinstance(value, str) else json.dumps(value)
+
+    walk("", params.model_dump(mode="json", exclude={"root"}))
+    return flat
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_PARAM_VAL_LENGTH:
+        text = text[: MAX_PARAM_VAL_LENGTH - 3] + "..."
+    return text
+
+
+def run_tags(params: Params, variant: str) -> dict[str, str]:
+    """Tags every training run carries: what was trained, on which code, data and base model."""
+    sha = provenance.git_sha(params.root)
+    digest, digest_source = provenance.data_hash(params)
+    checkpoint = provenance.base_checkpoint_path(params)
+    return {
+        "mlflow.runName": variant,
+        "variant": variant,
+        "backbone": params.model.backbone,
+        "dataset": params.data.name,
+        "git_sha": sha,
+        "mlflow.source.git.commit": sha,
+        "data_hash": digest,
+        "data_hash_source": digest_source,
+        "base_checkpoint_sha256": provenance.base_checkpoint_id(params),
+        "base_checkpoint_path": str(checkpoint) if checkpoint else "none",
+        "samsar_version": samsar.__version__,
+    }
+
+
+@contextlib.contextmanager
+def training_run(params: Params, variant: str) -> Iterator[RunHandle]:
+    """A new MLflow run for training ``variant``: tags, all params and system metrics logged.
+
+    Ends ``FINISHED`` on success; on any exception ``FAILED`` with the ``error`` tag, then re-raises.
+    With ``tracking.enabled: false`` it yields a handle that logs nothing.
+    """
+    if not params.tracking.enabled:
+        yield RunHandle(None, None, params)
+        return
+    client = store.client(params)
+    experiment_id = store.ensure_experiment(client, params)
+    run = client.create_run(experiment_id, tags=run_tags(params, variant), run_name=variant)
+    handle = RunHandle(client, run.info.run_id, params)
+    with _ending_run(handle), _system_metrics(params, handle):
+        handle.log_params(flatten_params(params))
+        yield handle
+
+
+@contextlib.contextmanager
+def resume_run(params: Params, run_id: str | None) -> Iterator[RunHandle]:
+    """Reopen a finished training run to add evaluation results, the model card, figures.
+
+    A ``None`` run id (tracking was off at training) or disabled tracking yields a no-op handle.
+    """
+    if not params.tracking.enabled or run_id is None:
+        yield RunHandle(None, None, params)
+        return
+    client = store.client(params)
+    client.get_run(run_id)  # fails early with MLflow's "run not found" message
+    handle = RunHandle(client, run_id, params)
+    with _ending_run(handle):
+        yield handle
+
+
+@contextlib.contextmanager
+def _ending_run(handle: RunHandle) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as exc:
+        handle.set_tags({"error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
+        handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+        raise
+    handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+
+
+@contextlib.contextmanager
+def _system_metrics(params: Params, handle: RunHandle) -> Iterator[None]:
+    """CPU/GPU/memory/disk/network metrics sampled into the run (``system/*``) while it trains."""
+    if not params.tracking.system_metrics:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(handle.run_id, tracking_uri=handle.client.tracking_uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()

@@ -1,0 +1,161 @@
+"""The stand-in foundation model: the tiny SAM fully trained on a synthetic *source* domain.
+
+Real SAM weights cannot be downloaded here, and comparing fine-tuning methods on a randomly
+initialised encoder measures nothing. So the whole tiny SAM (with a classwise head over
+:data:`samsar.data.synthetic.SOURCE_CLASSES`) is trained on source-domain scenes generated on
+the fly — other land types, backscatter statistics and more looks than the target data — and its
+SAM state dict is saved in the official key format that ``build_sam(checkpoint=...)`` loads.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from tqdm import tqdm
+
+from samsar.config import Params
+from samsar.data.scaling import SarScaler
+from samsar.data.synthetic import SOURCE_CLASSES, generate_scene
+from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
+from samsar.evaluation.tiles import autocast_for
+from samsar.io import atomic_path, write_json
+from samsar.training.augment import augment_batch, random_crop_pair
+from samsar.training.losses import SegmentationLoss, class_weights_from_counts
+from samsar.training.schedules import WarmupCosine
+
+SAM_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+IGNORE_INDEX = 255
+HOLDOUT_SCENES = 2  # source scenes kept aside to report how well the base fits its own domain
+
+
+def summary_path(output: Path) -> Path:
+    """The JSON written beside the base checkpoint (steps, time, source-domain mIoU)."""
+    return output.with_suffix(".json")
+
+
+class SourceScenes:
+    """A rotating pool of source-domain scenes, scaled to ``[0, 1]`` like the target tiles."""
+
+    def __init__(self, params: Params) -> None:
+        self.cfg = params.pretrain.synthetic
+        self.size = params.model.image_size
+        if self.cfg.scene_size < self.size:
+            raise ValueError(f"pretrain.synthetic.scene_size {self.cfg.scene_size} is smaller than model.image_size {self.size}")
+        pool = [generate_scene(self.cfg, i, SOURCE_CLASSES) for i in range(self.cfg.n_scenes)]
+        self.scaler = SarScaler(
+            input_kind="intensity", to_db=True, percentiles=tuple(params.preprocess.clip_percentiles)
+        ).fit(intensity for intensity, _ in pool)
+        self.pool = [self._tensors(*scene) for scene in pool]
+        self.counts = np.bincount(np.concatenate([lab.ravel() for _, lab in pool]), minlength=len(SOURCE_CLASSES))
+        self.next_index = self.cfg.n_scenes + HOLDOUT_SCENES  # indices n..n+1 are the holdout
+
+    def _tensors(self, intensity: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.scaler.transform(intensity)), torch.from_numpy(label.astype(np.int64))
+
+    def holdout(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Scenes never trained on."""
+        return [self._tensors(*generate_scene(self.cfg, self.cfg.n_scenes + i, SOURCE_CLASSES)) for i in range(HOLDOUT_SCENES)]
+
+    def refresh(self, step: int) -> None:
+        """Replace one pool scene by a newly generated one (round robin)."""
+        self.pool[step % len(self.pool)] = self._tensors(*generate_scene(self.cfg, self.next_index, SOURCE_CLASSES))
+        self.next_index += 1
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random ``image_size`` crops of random pool scenes, randomly flipped / rotated."""
+        picks = torch.randint(0, len(self.pool), (batch_size,), generator=generator).tolist()
+        crops = [random_crop_pair(*self.pool[i], self.size, generator) for i in picks]
+        images, labels = torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
+        return augment_batch(images, labels, generator)
+
+
+def pretrain(params: Params) -> Path | None:
+    """Train the stand-in base and write its SAM state dict atomically to ``pretrain.output``.
+
+    A no-op returning the checkpoint path when ``model.checkpoint`` names a real SAM checkpoint;
+    returns None when ``pretrain.enabled`` is false (variants then start from a random init).
+    """
+    console = Console(stderr=True)
+    if params.model.checkpoint is not None:
+        console.print(f"pretrain: skipped, model.checkpoint is set ({params.model.checkpoint}); variants adapt that base")
+        return params.path(params.model.checkpoint)
+    if not params.pretrain.enabled:
+        console.print("pretrain: skipped, pretrain.enabled is false; variants start from a random encoder")
+        return None
+    from samsar.models.variants import build_segmenter
+
+    cfg, train_cfg = params.pretrain, params.train
+    torch.manual_seed(params.seed)
+    generator = torch.Generator().manual_seed(params.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scenes = SourceScenes(params)
+    segmenter = build_segmenter(
+        "full", backbone=params.model.backbone, image_size=params.model.image_size,
+        num_classes=len(SOURCE_CLASSES), seed=params.seed,
+        gradient_checkpointing=params.model.gradient_checkpointing,
+    ).to(device)
+    weights = class_weights_from_counts(scenes.counts, "inverse_sqrt")
+    loss_fn = SegmentationLoss(weights, IGNORE_INDEX, train_cfg.dice_weight).to(device)
+    optimizer = torch.optim.AdamW(segmenter.param_groups(cfg.lr), weight_decay=train_cfg.weight_decay)
+    scheduler = WarmupCosine(optimizer, train_cfg.warmup_steps, train_cfg.min_lr)
+
+    start = time.perf_counter()
+    losses: list[float] = []
+    bar = tqdm(total=cfg.max_steps, desc="pretrain", unit="step", disable=None, dynamic_ncols=True)
+    segmenter.train()
+    step = 0
+    while step < cfg.max_steps and time.perf_counter() - start < cfg.seconds:
+        images, labels = scenes.batch(cfg.batch_size, generator)
+        with autocast_for(device, train_cfg.precision):
+            logits = segmenter(images.to(device))
+        loss = loss_fn(logits.float(), labels.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        scheduler.step(max(step / cfg.max_steps, (time.perf_counter() - start) / cfg.seconds))
+        scenes.refresh(step)
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{scheduler.last_lr():.2e}")
+    bar.close()
+    seconds = time.perf_counter() - start
+
+    output = params.path(cfg.output)
+    state = {k: v.detach().cpu() for k, v in segmenter.sam.state_dict().items() if k.startswith(SAM_PREFIXES)}
+    with atomic_path(output) as tmp:
+        torch.save(state, tmp)
+    holdout = _holdout_miou(segmenter, scenes, device, train_cfg.precision)
+    write_json(summary_path(output), {
+        "steps": step,
+        "seconds": round(seconds, 2),
+        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+        "source_holdout_mIoU": holdout,
+        "source_classes": list(SOURCE_CLASSES),
+        "synthetic": cfg.synthetic.model_dump(mode="json"),
+        "backbone": params.model.backbone,
+        "image_size": params.model.image_size,
+    })
+    console.print(f"pretrain: {step} steps in {seconds:.0f} s, source-domain holdout mIoU {holdout:.3f} -> {output}")
+    return output
+
+
+@torch.inference_mode()
+def _holdout_miou(segmenter: torch.nn.Module, scenes: SourceScenes, device: torch.device, precision: str) -> float:
+    """mIoU on unseen source scenes, tiled in non-overlapping ``image_size`` windows."""
+    segmenter.eval()
+    size, k = scenes.size, len(SOURCE_CLASSES)
+    cm = np.zeros((k, k), dtype=np.int64)
+    for image, label in scenes.holdout():
+        h, w = label.shape
+        windows = [(r, c) for r in range(0, h - size + 1, size) for c in range(0, w - size + 1, size)]
+        batch = torch.stack([image[:, r : r + size, c : c + size] for r, c in windows]).to(device)
+        with autocast_for(device, precision):
+            pred = segmenter(batch).argmax(1).cpu().numpy()
+        truth = torch.stack([label[r : r + size, c : c + size] for r, c in windows]).numpy()
+        cm += confusion_matrix(pred, truth, k, IGNORE_INDEX)
+    return float(segmentation_metrics(cm, list(SOURCE_CLASSES))["mIoU"])

@@ -1,0 +1,88 @@
+"""TileDataset and DatasetInfo over a small processed synthetic dataset."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from data_helpers import write_params
+from torch.utils.data import DataLoader
+
+from samsar.config import load_params
+from samsar.data.dataset import DatasetInfo, TileDataset
+from samsar.data.prepare import prepare
+from samsar.data.preprocess import preprocess
+
+
+@pytest.fixture(scope="module")
+def processed_dir(tmp_path_factory):
+    params = load_params(
+        write_params(
+            tmp_path_factory.mktemp("ds"),
+            data={"synthetic": {"n_scenes": 5, "scene_size": 128, "seed": 0}},
+            preprocess={"tile_size": 64, "stride": 64},
+        )
+    )
+    prepare(params)
+    preprocess(params)
+    return params.processed_dir
+
+
+def _dihedral(array, flip, k):
+    """Apply the dataset's transform (optional horizontal flip, then k quarter turns) to (..., H, W)."""
+    out = array[..., ::-1] if flip else array
+    return np.rot90(out, k, axes=(-2, -1))
+
+
+def test_dataset_info_reads_dataset_json(processed_dir):
+    info = DatasetInfo.load(processed_dir)
+    assert info.class_names == ["building", "vegetation", "water", "road", "background"]
+    assert info.colors[0] == (255, 0, 0) and info.ignore_index == 255 and info.background == "background"
+    assert info.tile_size == 64 and info.num_classes == 5 and info.scaler.channels == 1
+
+
+def test_items_match_the_manifest(processed_dir):
+    manifest = pd.read_parquet(processed_dir / "manifest.parquet")
+    for split in ("train", "val", "test"):
+        assert len(TileDataset(processed_dir, split)) == (manifest["split"] == split).sum()
+    ds = TileDataset(processed_dir, "train")
+    item = ds[0]
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 64, 64)
+    assert item["label"].dtype == torch.int64 and item["label"].shape == (64, 64)
+    assert 0 <= item["image"].min() and item["image"].max() <= 1
+    row = ds.frame.iloc[0]
+    assert item["tile_id"] == row["tile_id"]
+    assert np.array_equal(item["image"].numpy(), np.load(processed_dir / row["image_path"]))
+    counts = ds.class_pixel_counts()
+    assert counts.shape == (5,) and counts.sum() == len(ds) * 64 * 64 - ds.frame["count_ignore"].sum()
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["image"].shape == (2, 3, 64, 64) and batch["label"].shape == (2, 64, 64)
+
+
+def test_augmentation_moves_image_and_label_together_without_touching_values(processed_dir):
+    plain = TileDataset(processed_dir, "train")[0]
+    augmented = TileDataset(processed_dir, "train", augment=True, seed=1)
+    seen = set()
+    for _ in range(12):
+        item = augmented[0]
+        image, label = plain["image"].numpy(), plain["label"].numpy()
+        matches = [
+            (flip, k)
+            for flip in (False, True)
+            for k in range(4)
+            if np.array_equal(_dihedral(label, flip, k), item["label"].numpy())
+            and np.array_equal(_dihedral(image, flip, k), item["image"].numpy())
+        ]
+        assert matches, "augmented image/label are not the same dihedral transform of the tile"
+        seen.add(item["image"].numpy().tobytes())
+    assert len(seen) > 2  # different draws across reads (epochs)
+
+
+def test_crop_is_random_when_augmenting_and_central_otherwise(processed_dir):
+    plain = TileDataset(processed_dir, "train")[0]
+    central = TileDataset(processed_dir, "train", crop=32)[0]
+    assert central["image"].shape == (3, 32, 32) and central["label"].shape == (32, 32)
+    assert torch.equal(central["label"], plain["label"][16:48, 16:48])
+    cropped = TileDataset(processed_dir, "train", augment=True, crop=32, seed=0)
+    assert {cropped[0]["image"].numpy().tobytes() for _ in range(6)} != {central["image"].numpy().tobytes()}
+    with pytest.raises(ValueError):
+        TileDataset(processed_dir, "train", crop=65)

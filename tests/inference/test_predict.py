@@ -1,0 +1,137 @@
+"""``samsar predict`` end to end on small scenes with an untrained tiny segmenter."""
+
+import csv
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from PIL import Image
+from predict_helpers import (
+    CLASS_COLORS, CLASS_NAMES, PAULI_SCALER, SHARED_DATA, TEN_METRES, UTM, make_adapter, speckle_scene, write_geotiff,
+)
+from typer.testing import CliRunner
+
+from samsar.cli import app
+from samsar.inference.outputs import NODATA_CLASS
+from samsar.inference.predict import PredictError, load_model, output_paths, predict_scene, resolve_model
+from samsar.inference.predictor import Predictor
+
+
+def _outputs_absent(output):
+    leftovers = [p.name for p in output.parent.iterdir() if p.name.startswith(f".{output.stem}")]
+    return not any(p.exists() for p in output_paths(output).values()) and not leftovers
+
+
+def test_geotiff_scene_gives_georeferenced_class_map_preview_and_areas(tmp_path, intensity_adapter):
+    data = speckle_scene(150, 250)  # not a multiple of the 64 px window or its 48 px stride
+    data[:20, :30] = -9999.0
+    scene = write_geotiff(tmp_path / "scene.tif", data, nodata=-9999.0)
+    result = predict_scene(intensity_adapter, scene, tmp_path / "out" / "classes.tif", batch_size=4, confidence=True, device="cpu")
+
+    with rasterio.open(result.class_map) as ds:
+        classes = ds.read(1)
+        assert (ds.count, ds.dtypes[0], ds.shape) == (1, "uint8", (150, 250))
+        assert ds.crs == UTM and ds.transform == TEN_METRES and ds.nodata == NODATA_CLASS
+        assert ds.colormap(1)[2][:3] == CLASS_COLORS[2]
+    assert (classes[:20, :30] == NODATA_CLASS).all()
+    assert (classes[20:] < len(CLASS_NAMES)).all()
+
+    # Streaming from the file gives the same map as predicting the array in memory.
+    segmenter, meta = load_model(intensity_adapter)
+    expected = Predictor(segmenter, meta, device="cpu").predict_array(np.where(data == -9999.0, np.nan, data))
+    np.testing.assert_array_equal(classes, expected)
+
+    with rasterio.open(result.confidence) as ds:
+        confidence = ds.read(1)
+    assert (confidence[:20, :30] == 0).all() and (confidence[20:] >= 255 // len(CLASS_NAMES)).all()
+
+    rows = list(csv.DictReader(open(result.areas)))
+    counts = {r["class"]: int(r["pixels"]) for r in rows}
+    assert counts == {name: int((classes == i).sum()) for i, name in enumerate(CLASS_NAMES)}
+    assert sum(counts.values()) == 150 * 250 - 20 * 30
+    assert all(float(r["area_km2"]) == pytest.approx(int(r["pixels"]) * 1e-4, abs=1e-6) for r in rows)
+    assert result.area_note is None
+
+    preview = np.asarray(Image.open(result.preview))
+    assert preview.shape == (150, 250, 4)
+    assert (preview[0, 0] == 0).all()  # nodata is transparent
+
+
+def test_png_scene_is_not_georeferenced_and_areas_are_in_pixels(tmp_path, intensity_adapter):
+    Image.fromarray((speckle_scene(90, 130) * 500).clip(0, 255).astype(np.uint8)).save(tmp_path / "scene.png")
+    result = predict_scene(str(intensity_adapter), tmp_path / "scene.png", tmp_path / "classes.tif", device="cpu")
+    with rasterio.open(result.class_map) as ds:
+        assert ds.crs is None and ds.shape == (90, 130)
+    assert result.area_note and "pixels" in result.area_note
+    assert all(r["area_km2"] == "" for r in csv.DictReader(open(result.areas)))
+    assert sum(result.counts.values()) == 90 * 130
+
+
+def test_unreadable_scene(tmp_path, intensity_adapter):
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(PredictError, match="broken.tif"):
+        predict_scene(intensity_adapter, tmp_path / "broken.tif", tmp_path / "classes.tif", device="cpu")
+    assert _outputs_absent(tmp_path / "classes.tif")
+
+
+def test_wrong_band_count(tmp_path, intensity_adapter):
+    scene = write_geotiff(tmp_path / "rgb.tif", np.ones((40, 40, 3), np.float32))
+    with pytest.raises(PredictError, match=r"rgb.tif: has 3 band\(s\) but the model was trained on 1-band"):
+        predict_scene(intensity_adapter, scene, tmp_path / "classes.tif", device="cpu")
+    assert _outputs_absent(tmp_path / "classes.tif")
+
+
+def test_all_nodata_scene_fails_and_keeps_the_previous_output(tmp_path, intensity_adapter):
+    scene = write_geotiff(tmp_path / "empty.tif", np.full((100, 120), -9999.0, np.float32), nodata=-9999.0)
+    output = tmp_path / "classes.tif"
+    output.write_bytes(b"previous run")
+    with pytest.raises(PredictError, match="empty.tif: every pixel is nodata"):
+        predict_scene(intensity_adapter, scene, output, device="cpu")
+    assert output.read_bytes() == b"previous run"
+    assert not output_paths(output)["preview"].exists() and not output_paths(output)["areas"].exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".classes")]
+
+
+def test_missing_base_checkpoint(tmp_path):
+    checkpoint = tmp_path / "base.pth"
+    from samsar.models.sam import build_sam
+
+    sam, _ = build_sam("tiny", 64, seed=3)
+    torch.save(sam.state_dict(), checkpoint)
+    adapter = make_adapter(tmp_path / "adapter", PAULI_SCALER, 64, checkpoint=checkpoint)
+    checkpoint.unlink()
+    scene = write_geotiff(tmp_path / "s.tif", np.ones((40, 40, 3), np.uint8))
+    with pytest.raises(PredictError, match="base checkpoint .* missing"):
+        predict_scene(adapter, scene, tmp_path / "classes.tif", device="cpu")
+    assert _outputs_absent(tmp_path / "classes.tif")
+
+
+def test_model_that_is_not_an_adapter(tmp_path):
+    with pytest.raises(PredictError, match="no adapter.json"):
+        resolve_model(tmp_path)
+
+
+def test_cli_predict_writes_outputs_and_reports_bad_input(tmp_path, intensity_adapter):
+    scene = write_geotiff(tmp_path / "scene.tif", speckle_scene(70, 90))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(scene), "-o", str(tmp_path / "c.tif"),
+                             "--device", "cpu", "--params", str(tmp_path / "none.yaml")])
+    assert ok.exit_code == 0, ok.output
+    assert all(p.exists() for name, p in output_paths(tmp_path / "c.tif").items() if name != "confidence")
+    bad = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "d.tif"),
+                              "--params", str(tmp_path / "none.yaml")])
+    assert bad.exit_code == 2 and "nope.tif" in bad.output
+
+
+def test_polsf_pauli_scene(tmp_path):
+    scene = SHARED_DATA / "polsf-sf-airsar" / "SF-AIRSAR-Pauli.bmp"
+    if not scene.is_file():
+        pytest.skip(f"shared PolSF data not found at {scene}")
+    adapter = make_adapter(tmp_path / "pauli", PAULI_SCALER, 128)
+    result = predict_scene(adapter, scene, tmp_path / "polsf_classes.tif", batch_size=8, overlap=0.0, device="cpu")
+    with rasterio.open(result.class_map) as ds:
+        assert ds.shape == (900, 1024) and ds.crs is None
+        assert (ds.read(1) < len(CLASS_NAMES)).all()
+    assert sum(result.counts.values()) == 900 * 1024
+    assert np.asarray(Image.open(result.preview)).shape == (900, 1024, 4)

@@ -1,0 +1,105 @@
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+from samsar.tracking import provenance, store
+from samsar.tracking.runs import flatten_params, resume_run, training_run
+
+
+def _only_run(params):
+    client = store.client(params)
+    experiment = client.get_experiment_by_name("samsar-testset")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_training_run_logs_params_metrics_tags_and_finishes(params, tmp_path):
+    with training_run(params, "lora") as run:
+        for epoch in range(3):
+            run.log_metrics({"train_loss": 1.0 / (epoch + 1), "val_mIoU": 0.1 * epoch}, step=epoch)
+    logged = _only_run(params)
+    assert logged.info.status == "FINISHED"
+    assert logged.info.run_name == "lora"
+    assert logged.data.params["train.lr"] == str(params.train.lr)
+    assert logged.data.params["variant_options.lora.rank"] == str(params.variant_options.lora.rank)
+    assert "root" not in logged.data.params
+    tags = logged.data.tags
+    assert tags["variant"] == "lora" and tags["backbone"] == "tiny"
+    assert {"git_sha", "data_hash", "base_checkpoint_sha256"} <= tags.keys()
+    history = store.client(params).get_metric_history(run.run_id, "val_mIoU")
+    assert [(m.step, round(m.value, 6)) for m in history] == [(0, 0.0), (1, 0.1), (2, 0.2)]
+
+
+def test_failed_run_ends_failed_with_its_error(params):
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        with training_run(params, "lora"):
+            raise RuntimeError("CUDA out of memory")
+    logged = _only_run(params)
+    assert logged.info.status == "FAILED"
+    assert logged.data.tags["error"] == "RuntimeError: CUDA out of memory"
+
+
+def test_resume_run_adds_artifacts_to_the_training_run(params, tmp_path):
+    with training_run(params, "decoder_only") as run:
+        pass
+    report = tmp_path / "reports" / "decoder_only"
+    report.mkdir(parents=True)
+    (report / "model_card.md").write_text("# card\n")
+    with resume_run(params, run.run_id) as again:
+        again.log_metrics({"test_mIoU": 0.5})
+        again.log_artifacts(report, "reports")
+    client = store.client(params)
+    logged = client.get_run(run.run_id)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.metrics["test_mIoU"] == 0.5
+    assert [a.path for a in client.list_artifacts(run.run_id, "reports")] == ["reports/model_card.md"]
+
+
+def test_disabled_tracking_logs_nothing(tmp_path, make_params):
+    params = make_params(tmp_path, tracking={"enabled": False})
+    with training_run(params, "lora") as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+        run.log_artifacts(tmp_path)
+    assert run.run_id is None
+    assert not (tmp_path / "mlflow").exists()
+
+
+def test_system_metrics_are_sampled(tmp_path, monkeypatch, make_params):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    params = make_params(tmp_path, tracking={"system_metrics": True})
+    with training_run(params, "lora"):
+        time.sleep(1.0)
+    metrics = _only_run(params).data.metrics
+    assert any(key.startswith("system/cpu_utilization_percentage") for key in metrics), metrics
+
+
+def test_long_param_values_are_cut_to_mlflow_limit(params):
+    with training_run(params, "lora") as run:
+        run.log_params({"notes": "x" * (MAX_PARAM_VAL_LENGTH + 100)})
+    assert len(_only_run(params).data.params["notes"]) == MAX_PARAM_VAL_LENGTH
+
+
+def test_flatten_params_uses_dotted_keys_and_json_lists(params):
+    flat = flatten_params(params)
+    assert flat["data.name"] == "testset"
+    assert flat["preprocess.split.test"] == "0.2"
+    assert flat["variants"] == '["decoder_only", "lora"]'
+
+
+def test_data_hash_from_dvc_lock_then_manifest_then_unknown(params, tmp_path):
+    assert provenance.data_hash(params) == ("unknown", "none")
+    manifest = tmp_path / "data" / "processed" / "manifest.parquet"
+    manifest.parent.mkdir(parents=True)
+    pd.DataFrame({"tile_id": ["a"]}).to_parquet(manifest)
+    digest, source = provenance.data_hash(params)
+    assert source == "manifest" and digest.startswith("sha256:")
+    lock = {"schema": "2.0", "stages": {
+        "preprocess": {"cmd": "samsar preprocess", "outs": [{"path": "data/processed", "hash": "md5", "md5": "abc123.dir"}]},
+        "train@lora": {"cmd": "samsar train", "outs": [{"path": "models/lora", "hash": "md5", "md5": "fff.dir"}]},
+    }}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert provenance.data_hash(params) == ("abc123.dir", "dvc.lock")
