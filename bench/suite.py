@@ -99,9 +99,25 @@ def machine_info() -> dict:
             "python": platform.python_version(), "device": device}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+# "wall": elapsed time (GPU, or a CPU the run has to itself). "cpu": CPU time of this process
+# with torch on one thread: on a CPU shared with other jobs, wall-clock ratios measure the
+# neighbours, while single-thread CPU time measures the work.
+CLOCKS = ("wall", "cpu")
+_clock = {"kind": "wall"}
+
+
+def set_clock(kind: str) -> None:
+    """Choose how sections measure time (see CLOCKS); "cpu" pins torch to one thread."""
+    _clock["kind"] = kind
+    if kind == "cpu":
+        torch.set_num_threads(1)
+
+
+def clock(device: torch.device | None = None) -> float:
+    """Seconds on the chosen clock, after waiting for queued GPU work."""
+    if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
+    return time.process_time() if _clock["kind"] == "cpu" else time.perf_counter()
 
 
 def _device() -> torch.device:
@@ -127,16 +143,14 @@ def train_step_seconds(model_forward: Callable, optimizer: torch.optim.Optimizer
     device = labels.device
     for i in range(warmup + steps):
         if i == warmup:
-            _sync(device)
-            start = time.perf_counter()
+            start = clock(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model_forward(inputs)
         loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    _sync(device)
-    return (time.perf_counter() - start) / steps
+    return (clock(device) - start) / steps
 
 
 def _optimizer(segmenter) -> torch.optim.Optimizer:
@@ -195,30 +209,26 @@ def bench_cache(quick: bool) -> dict:
         optimizer = _optimizer(segmenter)
         uncached = []
         for _ in range(epochs):
-            _sync(device)
-            start = time.perf_counter()
+            start = clock(device)
             for b in range(0, n_tiles, batch):
                 chunk = tiles[b : b + batch]
                 images = torch.stack([t["image"] for t in chunk]).to(device)
                 labels = torch.stack([t["label"] for t in chunk]).to(device)
                 train_step_seconds(segmenter, optimizer, images, labels, steps=1, warmup=0)
-            _sync(device)
-            uncached.append(time.perf_counter() - start)
+            uncached.append(clock(device) - start)
         with tempfile.TemporaryDirectory(prefix="samsar-bench-cache-") as cache_dir:
             dataset = CachedFeatureDataset(tiles, segmenter, FeatureCache.for_segmenter(cache_dir, segmenter))
-            start = time.perf_counter()
+            start = clock(device)
             dataset.warm(batch_size=batch)
-            fill = time.perf_counter() - start
+            fill = clock(device) - start
             loader = DataLoader(dataset, batch_size=batch, shuffle=False)
             cached = []
             for _ in range(epochs):
-                _sync(device)
-                start = time.perf_counter()
+                start = clock(device)
                 for items in loader:
                     features, labels = dataset.batch_features(items)
                     train_step_seconds(segmenter.forward_from_trunk, optimizer, features.to(device), labels.to(device), steps=1, warmup=0)
-                _sync(device)
-                cached.append(time.perf_counter() - start)
+                cached.append(clock(device) - start)
         speedup = statistics.mean(uncached) / statistics.mean(cached)
         figures.append({"variant": variant, "uncached_epoch_s": round(statistics.mean(uncached), 3),
                         "cache_fill_s": round(fill, 3), "cached_epoch_s": round(statistics.mean(cached), 4), "speedup": round(speedup, 2)})
@@ -240,11 +250,9 @@ def bench_merge(quick: bool) -> dict:
         model(images)  # warm-up
         times = []
         for _ in range(reps):
-            _sync(device)
-            start = time.perf_counter()
+            start = clock(device)
             model(images)
-            _sync(device)
-            times.append(time.perf_counter() - start)
+            times.append(clock(device) - start)
         return statistics.median(times)
 
     base = latency(_segmenter("decoder_only", backbone, size, device).eval())
@@ -282,7 +290,7 @@ def bench_predict(quick: bool) -> dict:
             write_synthetic_scene(scene, side)
             out = subprocess.run(
                 [sys.executable, "-m", "bench", "predict-child", str(tmp / "adapter"), str(scene), str(tmp / f"out_{side}" / "classes.tif"),
-                 str(batch_size)],
+                 str(batch_size), _clock["kind"]],
                 capture_output=True, text=True, cwd=BENCH_DIR.parent,
             )
             if out.returncode != 0:
@@ -325,24 +333,27 @@ def write_synthetic_scene(path: Path, side: int, rows_per_write: int = 512) -> N
                      window=Window(0, row0, side, len(rows)))
 
 
-def predict_child(adapter: str, scene: str, output: str, batch_size: str) -> None:
+def predict_child(adapter: str, scene: str, output: str, batch_size: str, clock_kind: str) -> None:
     """Run in a fresh process: predict one scene, then time the bare model on batches of the same
     shape; print one JSON line with throughput and this process's peak RSS."""
     from samsar.inference.predict import load_model, predict_scene
 
-    result = predict_scene(adapter, scene, output, batch_size=int(batch_size))
+    set_clock(clock_kind)
+    start = clock()
+    result = predict_scene(adapter, scene, output, batch_size=int(batch_size), device="cpu")
+    seconds = clock() - start
     segmenter, meta = load_model(Path(adapter))
     size, batch = int(meta["image_size"]), int(batch_size)
     windows, _ = _batch(batch, size, torch.device("cpu"))
     n_batches = max(2, min(16, result.windows // batch))
     with torch.inference_mode():
         segmenter(windows)
-        start = time.perf_counter()
+        start = clock()
         for _ in range(n_batches):
             segmenter(windows).float().softmax(1)
-        bare = n_batches * batch / (time.perf_counter() - start)
-    throughput = result.windows / result.seconds
-    print(json.dumps({"windows": result.windows, "seconds": round(result.seconds, 2), "windows_per_s": round(throughput, 2),
+        bare = n_batches * batch / (clock() - start)
+    throughput = result.windows / seconds
+    print(json.dumps({"windows": result.windows, "seconds": round(seconds, 2), "windows_per_s": round(throughput, 2),
                       "forward_windows_per_s": round(bare, 2), "fraction_of_forward": round(throughput / bare, 3),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
@@ -426,15 +437,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     parser.add_argument("--quick", action="store_true", help="tiny backbone and small sizes (smoke run)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON (default: bench/results.json)")
+    parser.add_argument("--clock", choices=("auto", *CLOCKS), default="auto",
+                        help="wall time, or single-thread process CPU time (robust on a shared CPU); auto: cpu without CUDA")
     args = parser.parse_args(argv)
+    set_clock(("wall" if torch.cuda.is_available() else "cpu") if args.clock == "auto" else args.clock)
     # Sections not run now keep their earlier figures; each records when and how it was measured.
     results = json.loads(args.output.read_text()) if args.output.is_file() else {"sections": {}}
-    results["machine"] = machine_info()
+    results["machine"] = {**machine_info(), "clock": _clock["kind"]}
     console.print(results["machine"])
     for name in args.only or SECTIONS:
         start = time.perf_counter()
         result = SECTIONS[name](args.quick)
-        results["sections"][name] = {**result, "quick": args.quick, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        results["sections"][name] = {**result, "quick": args.quick, "clock": _clock["kind"], "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                      "seconds": round(time.perf_counter() - start, 1)}
         print_section(name, results["sections"][name])
     write_json(args.output, results)

@@ -10,6 +10,7 @@ whose contents change. Failures are retried only when a retry can help (see :fun
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,14 @@ from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 from prefect.tasks import Task
 
-from samsar.config import Params, ParamsError, load_params
-from samsar.data.errors import DataError
+# A deployment runs this file from a fresh git clone (pipelines/prefect.yaml): make that clone's
+# samsar, of the same commit, win over the one installed in the worker's environment.
+_CHECKOUT_SRC = Path(__file__).resolve().parents[1] / "src"
+if (_CHECKOUT_SRC / "samsar").is_dir() and "samsar" not in sys.modules:
+    sys.path.insert(0, str(_CHECKOUT_SRC))
+
+from samsar.config import Params, ParamsError, load_params  # noqa: E402  (after the path set-up)
+from samsar.data.errors import DataError  # noqa: E402
 
 # Deterministic failures: running again gives the same error.
 PERMANENT_ERRORS = (DataError, ParamsError, pydantic.ValidationError, FileNotFoundError, PermissionError)

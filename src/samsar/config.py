@@ -184,6 +184,19 @@ class TrackingConfig(_Strict):
     max_logged_checkpoint_mb: float = 64.0
 
 
+class CardConfig(_Strict):
+    """What the model card says about the data's acquisition (not recorded in the data files).
+
+    Left null, the card states what the data source implies (e.g. "synthetic") or "not recorded".
+    """
+
+    sensor: str | None = None
+    band: str | None = None
+    polarisation: str | None = None
+    resolution_m: float | None = None
+    owners: str | None = None
+
+
 class PromotionConfig(_Strict):
     metric: str = "mIoU"
     margin: float = 0.0
@@ -213,6 +226,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionConfig = PromotionConfig()
+    card: CardConfig = CardConfig()
     pipeline: PipelineConfig = PipelineConfig()
     # Directory that relative paths are resolved against (the folder holding params.yaml).
     root: Path = Path(".")

@@ -11,7 +11,6 @@ import yaml
 from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning
 
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 
@@ -56,7 +55,13 @@ def write_tiff(path: Path, array: np.ndarray) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(
-            path, "w", driver="GTiff", height=bands.shape[1], width=bands.shape[2], count=bands.shape[0], dtype=bands.dtype
+            path,
+            "w",
+            driver="GTiff",
+            height=bands.shape[1],
+            width=bands.shape[2],
+            count=bands.shape[0],
+            dtype=bands.dtype,
         ) as ds:
             ds.write(bands)
     return path
@@ -80,6 +85,8 @@ def make_folder_dataset(root: Path, n: int = 6, size: int = 64, classes=FUSAR1_C
     for i in range(n):
         index = np.repeat(np.arange(len(classes)), -(-size * size // len(classes)))[: size * size].reshape(size, size)
         index = np.roll(index, i * 7, axis=0).astype(np.uint8)
-        write_tiff(root / "images" / f"chip_{i:02d}.tif", rng.exponential(1.0 + index, size=(size, size)).astype(np.float32))
+        write_tiff(
+            root / "images" / f"chip_{i:02d}.tif", rng.exponential(1.0 + index, size=(size, size)).astype(np.float32)
+        )
         write_png(root / "masks" / f"chip_{i:02d}.png", rgb_mask(index, classes))
     return root

@@ -42,7 +42,11 @@ def test_clean_dataset_passes_and_writes_both_reports(processed):
 def test_every_problem_is_collected_with_its_file(processed):
     manifest = _manifest(processed)
     out = processed.processed_dir
-    bad_label, missing_image, nan_image = manifest["label_path"][0], manifest["image_path"][1], manifest["image_path"][2]
+    bad_label, missing_image, nan_image = (
+        manifest["label_path"][0],
+        manifest["image_path"][1],
+        manifest["image_path"][2],
+    )
     label = np.asarray(Image.open(out / bad_label)).copy()
     label[:3, :3] = 7
     Image.fromarray(label).save(out / bad_label)

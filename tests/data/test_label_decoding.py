@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_helpers import write_png
 
 from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder, scan_label
 from samsar.data.sources import FUSAR_MAP_PALETTES
-from data_helpers import write_png
 
 FUSAR2 = FUSAR_MAP_PALETTES[2]
 

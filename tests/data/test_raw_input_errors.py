@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from data_helpers import FUSAR1_CLASSES, make_folder_dataset, rgb_mask, write_params, write_png, write_tiff
 
 from samsar.data.errors import DataError
 from samsar.data.prepare import prepare
 from samsar.data.preprocess import preprocess
-from data_helpers import FUSAR1_CLASSES, make_folder_dataset, rgb_mask, write_params, write_png, write_tiff
 
 
 def _folder_params(params_factory, root, **data):

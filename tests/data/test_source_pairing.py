@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from data_helpers import FUSAR1_CLASSES, rgb_mask, write_png, write_tiff
 
 from samsar.data.errors import DataError
 from samsar.data.prepare import prepare
 from samsar.data.preprocess import preprocess
 from samsar.data.sources import pair_folder, pair_key
 from samsar.data.validate import validate
-from data_helpers import FUSAR1_CLASSES, rgb_mask, write_png, write_tiff
 
 
 def test_pair_key_tolerates_role_suffixes():
@@ -39,7 +39,9 @@ def _fusar_folder(root, n_train=5, n_test=2, size=64, extra_color=None):
             mask = rgb_mask(index, FUSAR1_CLASSES)
             if extra_color is not None and split == "train" and i == 1:
                 mask[:3, :4] = extra_color
-            write_tiff(root / "SAR" / split / f"GF3_{split}_{i:03d}_SAR.tif", rng.exponential(1 + index).astype(np.float32))
+            write_tiff(
+                root / "SAR" / split / f"GF3_{split}_{i:03d}_SAR.tif", rng.exponential(1 + index).astype(np.float32)
+            )
             write_png(root / "LAB" / split / f"GF3_{split}_{i:03d}_Lab.png", mask)
     return root
 

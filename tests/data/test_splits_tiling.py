@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from data_helpers import write_png, write_tiff
 from PIL import Image
 
 from samsar.config import SplitConfig
@@ -12,7 +13,6 @@ from samsar.data.prepare import prepare
 from samsar.data.preprocess import preprocess
 from samsar.data.splits import assign_splits
 from samsar.data.tiling import block_edges
-from data_helpers import write_png, write_tiff
 
 
 def test_assignment_is_seeded_and_proportional():
@@ -58,7 +58,12 @@ def scene_params(tmp_path, params_factory):
             "source": "scene",
             "classes": [{"name": n, "color": [i, i, i]} for i, n in enumerate(["a", "b", "c", "d"])],
             "background": None,
-            "scene": {"image": str(tmp_path / "scene.tif"), "label": str(tmp_path / "scene_label.png"), "ignore_values": [0], "label_offset": 1},
+            "scene": {
+                "image": str(tmp_path / "scene.tif"),
+                "label": str(tmp_path / "scene_label.png"),
+                "ignore_values": [0],
+                "label_offset": 1,
+            },
         },
         preprocess={"tile_size": 100, "stride": 50, "split": {"val": 0.2, "test": 0.2, "block_size": 200, "seed": 0}},
     )
@@ -88,7 +93,9 @@ def test_scene_labels_are_mapped_by_offset_with_ignore(scene_params):
     manifest = pd.read_parquet(preprocess(scene_params))
     row = manifest.sort_values(["row_off", "col_off"]).iloc[0]  # the tile nearest the unlabelled corner
     label = np.asarray(Image.open(scene_params.processed_dir / row["label_path"]))
-    source = np.asarray(Image.open(scene_params.data.scene.label))[row["row_off"] : row["row_off"] + 100, row["col_off"] : row["col_off"] + 100]
+    source = np.asarray(Image.open(scene_params.data.scene.label))[
+        row["row_off"] : row["row_off"] + 100, row["col_off"] : row["col_off"] + 100
+    ]
     expected = np.where(source == 0, 255, source.astype(int) - 1)
     assert np.array_equal(label, expected)
     assert row["count_ignore"] == (source == 0).sum()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from samsar.inference.outputs import NODATA_CLASS
+from samsar.inference import predictor as predictor_module
 from samsar.inference.predictor import Predictor
 
 from predict_helpers import INTENSITY_SCALER, PAULI_SCALER, meta_for, speckle_scene
@@ -51,12 +52,14 @@ def test_constant_logit_model_gives_its_class_everywhere():
 
 
 @pytest.mark.parametrize("shape", [(300, 500), (37, 50), (64, 200)])
-def test_blended_prediction_equals_full_image_prediction(shape):
-    """No seams: at window borders and everywhere else, blending reproduces the direct result."""
+def test_blended_prediction_equals_full_image_prediction(shape, monkeypatch):
+    """No seams: at window borders, column-chunk borders and everywhere else, blending reproduces the direct result."""
+    monkeypatch.setattr(predictor_module, "COLUMN_CHUNK", 70)
     model = Pointwise()
     raw = speckle_scene(*shape, seed=1)
     predictor = Predictor(model, meta_for(INTENSITY_SCALER, WINDOW), device="cpu", batch_size=3, overlap=0.25)
-    blocks = list(predictor.stream(lambda r0, r1: (raw[r0:r1], np.ones((r1 - r0, shape[1]), bool)), *shape))
+    read = lambda r0, r1, c0, c1: (raw[r0:r1, c0:c1], np.ones((r1 - r0, c1 - c0), bool))  # noqa: E731
+    blocks = list(predictor.stream(read, *shape))
     classes = np.concatenate([b.classes for b in blocks])
     confidence = np.concatenate([b.confidence for b in blocks])
     direct = _direct(model, raw)
@@ -67,17 +70,18 @@ def test_blended_prediction_equals_full_image_prediction(shape):
         np.testing.assert_array_equal(classes[:, border - 1 : border + 1], direct.argmax(0)[:, border - 1 : border + 1])
 
 
-def test_scene_streams_top_to_bottom_reading_one_window_of_rows_at_a_time():
+def test_scene_streams_top_to_bottom_reading_one_window_of_rows_at_a_time(monkeypatch):
+    monkeypatch.setattr(predictor_module, "COLUMN_CHUNK", 40)
     raw = speckle_scene(1000, 90)
     reads = []
 
-    def read_rows(r0, r1):
-        reads.append((r0, r1))
-        return raw[r0:r1], np.ones((r1 - r0, 90), bool)
+    def read_block(r0, r1, c0, c1):
+        reads.append((r0, r1, c0, c1))
+        return raw[r0:r1, c0:c1], np.ones((r1 - r0, c1 - c0), bool)
 
     predictor = Predictor(Pointwise(), meta_for(INTENSITY_SCALER, WINDOW), device="cpu")
-    rows = [(b.row0, len(b.classes)) for b in predictor.stream(read_rows, 1000, 90)]
-    assert all(r1 - r0 <= WINDOW for r0, r1 in reads)
+    rows = [(b.row0, len(b.classes)) for b in predictor.stream(read_block, 1000, 90)]
+    assert all(r1 - r0 <= WINDOW and c1 - c0 <= 40 for r0, r1, c0, c1 in reads)
     assert rows[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(rows, rows[1:]))
     assert rows[-1][0] + rows[-1][1] == 1000
 

@@ -22,15 +22,17 @@ def _write_geotiff(path, data, crs=UTM, transform=TRANSFORM, nodata=None):
         ds.write(bands)
 
 
-def test_read_rows_marks_nodata_and_non_finite_pixels(tmp_path):
+def test_read_block_marks_nodata_and_non_finite_pixels(tmp_path):
     data = np.random.default_rng(0).random((40, 30), dtype=np.float32)
     data[3, 4] = -9999.0
     data[5, 6] = np.nan
     _write_geotiff(tmp_path / "s.tif", data, nodata=-9999.0)
     with SceneReader(tmp_path / "s.tif") as scene:
-        raw, valid = scene.read_rows(2, 10)
+        raw, valid = scene.read_block(2, 10, 0, 30)
+        corner, _ = scene.read_block(30, 40, 20, 30)
     assert raw.shape == (8, 30) and raw.dtype == np.float32
     np.testing.assert_array_equal(raw[2], data[4])
+    np.testing.assert_array_equal(corner, data[30:, 20:])
     assert not valid[1, 4] and not valid[3, 6]
     assert valid.sum() == valid.size - 2
 
@@ -39,7 +41,7 @@ def test_multiband_rows_are_channels_last(tmp_path):
     data = np.arange(3 * 6 * 5, dtype=np.uint16).reshape(3, 6, 5)
     _write_geotiff(tmp_path / "m.tif", data)
     with SceneReader(tmp_path / "m.tif") as scene:
-        raw, valid = scene.read_rows(0, 6)
+        raw, valid = scene.read_block(0, 6, 0, 5)
     assert scene.count == 3 and raw.shape == (6, 5, 3)
     np.testing.assert_array_equal(raw[..., 1], data[1])
     assert valid.all()
@@ -86,5 +88,5 @@ def test_row_writer_without_georeference(tmp_path):
         w.write(np.ones((10, 12), np.uint8))
     with SceneReader(path) as scene:
         assert scene.crs is None and not scene.georeferenced
-        raw, _ = scene.read_rows(0, 10)
+        raw, _ = scene.read_block(0, 10, 0, 12)
     assert (raw == 1).all()

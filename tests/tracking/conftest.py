@@ -78,7 +78,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -88,7 +88,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
 def mlflow_server(tmp_path: Path):
     """A real ``mlflow server`` on 127.0.0.1 (SQLite backend in tmp_path); yields its URL, always stopped."""
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                "--artifacts-destination", (tmp_path / "server-artifacts").as_uri()]
     log = (tmp_path / "server.log").open("w")

@@ -41,6 +41,7 @@ def adapter_project(tmp_path, make_params):
 def _train_and_register(params):
     with training_run(params, "decoder_only") as run:
         run.log_metrics({"val_mIoU": 0.3}, step=0)
+        (params.variant_dir("decoder_only") / "adapter" / "adapter.json").touch()  # "written by this training"
     write_json(params.variant_dir("decoder_only") / "train_summary.json", {"mlflow_run_id": run.run_id})
     write_json(params.metrics_path("decoder_only"), {"mIoU": 0.3, "per_class_iou": dict(zip(CLASS_NAMES, (0.2, 0.3, 0.4)))})
     return run.run_id, registry.register_and_promote(params)
@@ -53,7 +54,10 @@ def test_champion_pyfunc_predicts_a_tile_in_a_fresh_process(adapter_project, tmp
     client = store.client(params)
     version = client.get_model_version_by_alias("samsar-testset", "champion")
     assert version.run_id == run_id
-    # The registry logged the pyfunc into the training run, base checkpoint included.
+    # training_run logged the fresh adapter as the run's pyfunc model; registering reused it.
+    experiment_id = client.get_run(run_id).info.experiment_id
+    assert len(client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")) == 1
+    # The base checkpoint (a small stand-in) travels with the model.
     downloaded = pyfunc.download_model("models:/samsar-testset@champion", tracking_uri=store.tracking_uri(params), dst=tmp_path / "dl")
     assert downloaded.base_checkpoint is not None and downloaded.base_checkpoint.name == "sam_tiny_base.pth"
     assert json.loads((downloaded.adapter_dir / "adapter.json").read_text())["base_checkpoint"] == str(downloaded.base_checkpoint.resolve())

@@ -61,7 +61,9 @@ class TileDataset(Dataset):
     when augmenting, central otherwise. Images are memory-mapped ``.npy`` files.
     """
 
-    def __init__(self, processed_dir: Path | str, split: str, augment: bool = False, crop: int | None = None, seed: int = 0):
+    def __init__(
+        self, processed_dir: Path | str, split: str, augment: bool = False, crop: int | None = None, seed: int = 0
+    ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
         self.processed_dir = Path(processed_dir)
@@ -95,7 +97,7 @@ class TileDataset(Dataset):
         if self.crop is not None:
             image, label = self._crop(image, label, rng)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+            "image": torch.from_numpy(np.array(image, dtype=np.float32)),  # copies out of the memory map
             "label": torch.from_numpy(label.astype(np.int64)),
             "tile_id": row["tile_id"],
         }

@@ -116,7 +116,9 @@ class LabelDecoder:
             pos = np.clip(np.searchsorted(sorted_codes, codes), 0, len(sorted_codes) - 1)
             return np.where(sorted_codes[pos] == codes, classes[pos], -1)
         if raw.shape[-1] > 1 and not (raw == raw[..., :1]).all():
-            raise DataError(f"{path}: mask has {raw.shape[-1]} differing bands but the mask mode is index; set data.folder.mask_mode: rgb")
+            raise DataError(
+                f"{path}: mask has {raw.shape[-1]} differing bands but the mask mode is index; set data.folder.mask_mode: rgb"
+            )
         return self._table[raw[..., 0]]
 
 

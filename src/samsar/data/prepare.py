@@ -25,8 +25,8 @@ from tqdm import tqdm
 from samsar.config import Params
 from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder, class_histogram, scan_label
-from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem, file_sha256
 from samsar.data.rasters import Raster, RasterInfo, check_image_dtype
+from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem, file_sha256
 from samsar.data.sources import list_source
 from samsar.data.synthetic import generate_scene
 from samsar.io import atomic_path, write_json

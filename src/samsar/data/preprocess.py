@@ -21,9 +21,10 @@ from rich.console import Console
 from tqdm import tqdm
 
 from samsar.config import Params
+from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder, class_histogram
-from samsar.data.raw_index import RawIndex, RawItem
 from samsar.data.rasters import Raster, check_image_dtype
+from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem
 from samsar.data.scaling import SarScaler
 from samsar.data.splits import SPLITS
 from samsar.data.tiling import TileSpec, plan_tiles
@@ -43,6 +44,11 @@ def preprocess(params: Params) -> Path:
     plan = plan_tiles(params, index, decoder)
     scaler = SarScaler(params.preprocess.input_kind, params.preprocess.to_db, tuple(params.preprocess.clip_percentiles))
     train_tiles = [t for t in plan.tiles if t.split == "train"]
+    if not train_tiles:
+        raise DataError(
+            f"{params.raw_dir / INDEX_NAME}: no tile fits in the training split; "
+            "lower preprocess.tile_size or preprocess.split.block_size, or add data"
+        )
     scaler = scaler.fit(_read_images(train_tiles), max_samples=SCALER_SAMPLE, seed=params.seed)
 
     out_dir = params.processed_dir
@@ -71,7 +77,9 @@ def manifest_columns(class_names: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def dataset_document(params: Params, index: RawIndex, scaler: SarScaler, manifest: pd.DataFrame, notes: list[str]) -> dict:
+def dataset_document(
+    params: Params, index: RawIndex, scaler: SarScaler, manifest: pd.DataFrame, notes: list[str]
+) -> dict:
     """Content of ``dataset.json``: what training and inference need to read the tiles."""
     data = params.data
     return {
@@ -104,7 +112,9 @@ def _read_images(tiles: list[TileSpec]) -> Iterator[np.ndarray]:
                 yield raster.read(spec.row, spec.col, spec.height, spec.width)
 
 
-def _write_tiles(out: Path, tiles: list[TileSpec], scaler: SarScaler, decoder: LabelDecoder, params: Params) -> tuple[list[dict], int]:
+def _write_tiles(
+    out: Path, tiles: list[TileSpec], scaler: SarScaler, decoder: LabelDecoder, params: Params
+) -> tuple[list[dict], int]:
     """Write every tile's image and label; return the manifest rows and the number of all-ignore tiles skipped."""
     size, ignore = params.preprocess.tile_size, params.data.ignore_index
     num_classes = len(decoder.class_names)
@@ -130,7 +140,9 @@ def _write_tiles(out: Path, tiles: list[TileSpec], scaler: SarScaler, decoder: L
     return rows, empty
 
 
-def _write_tile(out: Path, spec: TileSpec, image: np.ndarray, label: np.ndarray, counts: np.ndarray, class_names) -> dict:
+def _write_tile(
+    out: Path, spec: TileSpec, image: np.ndarray, label: np.ndarray, counts: np.ndarray, class_names
+) -> dict:
     """Save one tile's files; return its manifest row."""
     image_rel, label_rel = Path("images") / f"{spec.tile_id}.npy", Path("labels") / f"{spec.tile_id}.png"
     np.save(out / image_rel, image)
@@ -156,4 +168,3 @@ def _write_tile(out: Path, spec: TileSpec, image: np.ndarray, label: np.ndarray,
 def tile_hash(image: np.ndarray, label: np.ndarray) -> str:
     """sha256 of a tile's image bytes followed by its label bytes."""
     return hashlib.sha256(np.ascontiguousarray(image).tobytes() + np.ascontiguousarray(label).tobytes()).hexdigest()
-

@@ -125,9 +125,13 @@ def _decode_with_pillow(path: Path, keep_palette_indices: bool) -> np.ndarray:
                 img = img.convert("L")
             array = np.asarray(img)
     except UnidentifiedImageError as exc:
-        raise DataError(f"{path}: not a readable image (unknown or corrupt format); re-export or replace the file") from exc
+        raise DataError(
+            f"{path}: not a readable image (unknown or corrupt format); re-export or replace the file"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode the image ({exc}); the file is truncated or corrupt; re-export or replace it") from exc
+        raise DataError(
+            f"{path}: cannot decode the image ({exc}); the file is truncated or corrupt; re-export or replace it"
+        ) from exc
     return array[..., None] if array.ndim == 2 else array
 
 

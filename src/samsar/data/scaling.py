@@ -79,7 +79,9 @@ class SarScaler:
             raise ValueError("SarScaler.transform: the scaler is not fitted")
         values = self.convert(raw)
         if values.shape[-1] != self.channels:
-            raise ValueError(f"SarScaler.transform: input has {values.shape[-1]} channel(s), the scaler was fitted on {self.channels}")
+            raise ValueError(
+                f"SarScaler.transform: input has {values.shape[-1]} channel(s), the scaler was fitted on {self.channels}"
+            )
         low, high = np.asarray(self.low, np.float32), np.asarray(self.high, np.float32)
         scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
         scaled = np.nan_to_num(scaled, nan=0.0)

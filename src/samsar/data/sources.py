@@ -18,7 +18,13 @@ from samsar.data.rasters import RASTER_SUFFIXES
 # FUSAR-Map label palettes (RGB -> class name). Raw 2.0 labels also hold (178, 34, 34), which is
 # deliberately absent: it must be reported as an unknown colour, not become class 0.
 FUSAR_MAP_PALETTES: dict[int, dict[tuple[int, int, int], str]] = {
-    1: {(255, 0, 0): "building", (0, 255, 0): "vegetation", (0, 0, 255): "water", (255, 255, 0): "road", (0, 0, 0): "background"},
+    1: {
+        (255, 0, 0): "building",
+        (0, 255, 0): "vegetation",
+        (0, 0, 255): "water",
+        (255, 255, 0): "road",
+        (0, 0, 0): "background",
+    },
     2: {
         (0, 0, 255): "water",
         (0, 139, 0): "woodland",
@@ -91,9 +97,15 @@ def pair_folder(images_dir: Path, labels_dir: Path) -> list[RawPair]:
     """Pair every raster in ``images_dir`` with the one of the same key in ``labels_dir``."""
     images, labels = _rasters_by_key(images_dir), _rasters_by_key(labels_dir)
     if not images:
-        raise DataError(f"{images_dir}: no images ({', '.join(RASTER_SUFFIXES)}) found; check the data root in the params file")
-    problems = [f"{path}: image without a label (no {labels_dir}/{key}.*)" for key, path in images.items() if key not in labels]
-    problems += [f"{path}: label without an image (no {images_dir}/{key}.*)" for key, path in labels.items() if key not in images]
+        raise DataError(
+            f"{images_dir}: no images ({', '.join(RASTER_SUFFIXES)}) found; check the data root in the params file"
+        )
+    problems = [
+        f"{path}: image without a label (no {labels_dir}/{key}.*)" for key, path in images.items() if key not in labels
+    ]
+    problems += [
+        f"{path}: label without an image (no {images_dir}/{key}.*)" for key, path in labels.items() if key not in images
+    ]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise DataError(f"{shown}. Images and labels pair by file name: add the missing files or remove the strays")

@@ -19,7 +19,9 @@ SPLITS = ("train", "val", "test")
 def split_fractions(cfg: SplitConfig) -> dict[str, float]:
     """Target share of units per split."""
     if cfg.val + cfg.test >= 1:
-        raise DataError(f"preprocess.split: val ({cfg.val}) + test ({cfg.test}) must be below 1 to leave a training split")
+        raise DataError(
+            f"preprocess.split: val ({cfg.val}) + test ({cfg.test}) must be below 1 to leave a training split"
+        )
     return {"train": 1.0 - cfg.val - cfg.test, "val": cfg.val, "test": cfg.test}
 
 
@@ -28,7 +30,9 @@ def required_splits(cfg: SplitConfig) -> list[str]:
     return [s for s in SPLITS if s != "val" or cfg.val > 0]
 
 
-def assign_splits(presence: np.ndarray, cfg: SplitConfig, what: str, fixed: list[str | None] | None = None) -> list[str]:
+def assign_splits(
+    presence: np.ndarray, cfg: SplitConfig, what: str, fixed: list[str | None] | None = None
+) -> list[str]:
     """Split name per unit.
 
     ``presence``: ``(n_units, n_classes)`` booleans (class occurs in the unit). ``fixed``: a split

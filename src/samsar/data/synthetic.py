@@ -246,7 +246,9 @@ def _draw_urban(rng: np.random.Generator, land: np.ndarray, urban: np.ndarray, p
     r = (np.arange(size) + offset_r) % spacing < width
     c = (np.arange(size) + offset_c) % spacing < width
     street = r[:, None] | c[None, :]
-    block_id = ((np.arange(size) + offset_r) // spacing)[:, None] * size + ((np.arange(size) + offset_c) // spacing)[None, :]
+    block_id = ((np.arange(size) + offset_r) // spacing)[:, None] * size + ((np.arange(size) + offset_c) // spacing)[
+        None, :
+    ]
     _, block_index = np.unique(block_id, return_inverse=True)
     park = (rng.random(block_index.max() + 1) < 0.12)[block_index.reshape(size, size)]
     land[urban & street] = LandType.ROAD

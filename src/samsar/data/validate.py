@@ -100,9 +100,17 @@ def _check_dataset_json(processed: Path, params: Params, report: ValidationRepor
         return
     names = [c.get("name") for c in doc.get("classes", [])]
     if names != params.data.class_names:
-        report.add("dataset_json", path, f"classes {names} differ from params data.classes {params.data.class_names}; run `samsar preprocess` again")
+        report.add(
+            "dataset_json",
+            path,
+            f"classes {names} differ from params data.classes {params.data.class_names}; run `samsar preprocess` again",
+        )
     if doc.get("tile_size") != params.preprocess.tile_size:
-        report.add("dataset_json", path, f"tile_size {doc.get('tile_size')} differs from params {params.preprocess.tile_size}; run `samsar preprocess` again")
+        report.add(
+            "dataset_json",
+            path,
+            f"tile_size {doc.get('tile_size')} differs from params {params.preprocess.tile_size}; run `samsar preprocess` again",
+        )
     if not doc.get("scaling", {}).get("low"):
         report.add("dataset_json", path, "no fitted scaling statistics; run `samsar preprocess` again")
 
@@ -126,7 +134,15 @@ def _check_schema(manifest: pd.DataFrame, path: Path, params: Params, report: Va
             listed = group["failure_case"].head(_MAX_ROWS_LISTED).tolist()
             values = "" if column == "(table)" and any(rows) else f"; values {listed}"
             report.add(f"schema:{check}", path, f"column {column}: {len(group)} failure(s){where}{values}{more}")
-        needed = {"tile_id", "split", "image_path", "label_path", "sha256", *(f"count_{n}" for n in params.data.class_names), "count_ignore"}
+        needed = {
+            "tile_id",
+            "split",
+            "image_path",
+            "label_path",
+            "sha256",
+            *(f"count_{n}" for n in params.data.class_names),
+            "count_ignore",
+        }
         return needed <= set(manifest.columns) and not manifest[list(needed)].isna().any().any()
 
 
@@ -141,16 +157,26 @@ def _check_tiles(manifest: pd.DataFrame, processed: Path, params: Params, report
     num_classes = params.data.num_classes
     recorded_counts = manifest[[f"count_{n}" for n in [*params.data.class_names, "ignore"]]].to_numpy()
     rows = manifest[["image_path", "label_path", "sha256"]].itertuples(index=False)
-    for (image_path, label_path, sha256), recorded in tqdm(zip(rows, recorded_counts), total=len(manifest), desc="checking tiles", disable=None):
+    for (image_path, label_path, sha256), recorded in tqdm(
+        zip(rows, recorded_counts), total=len(manifest), desc="checking tiles", disable=None
+    ):
         image = _check_image_file(processed / image_path, size, report)
         label = _check_label_file(processed / label_path, size, num_classes, ignore, report)
         if label is None:
             continue
         counts = class_histogram(label, num_classes, ignore)
         if not np.array_equal(counts, recorded):
-            report.add("label_counts", processed / label_path, f"pixel counts {counts.tolist()} differ from the manifest's {recorded.tolist()}")
+            report.add(
+                "label_counts",
+                processed / label_path,
+                f"pixel counts {counts.tolist()} differ from the manifest's {recorded.tolist()}",
+            )
         if image is not None and tile_hash(image, label) != sha256:
-            report.add("tile_hash", processed / image_path, "content hash differs from the manifest; the tile changed after preprocessing")
+            report.add(
+                "tile_hash",
+                processed / image_path,
+                "content hash differs from the manifest; the tile changed after preprocessing",
+            )
 
 
 def _check_image_file(path: Path, size: int, report: ValidationReport) -> np.ndarray | None:
@@ -170,7 +196,9 @@ def _check_image_file(path: Path, size: int, report: ValidationReport) -> np.nda
     return image
 
 
-def _check_label_file(path: Path, size: int, num_classes: int, ignore: int, report: ValidationReport) -> np.ndarray | None:
+def _check_label_file(
+    path: Path, size: int, num_classes: int, ignore: int, report: ValidationReport
+) -> np.ndarray | None:
     try:
         with Image.open(path) as img:
             label = np.asarray(img)
@@ -191,16 +219,26 @@ def _check_label_file(path: Path, size: int, num_classes: int, ignore: int, repo
 def _check_splits(manifest: pd.DataFrame, path: Path, params: Params, report: ValidationReport) -> None:
     for split in required_splits(params.preprocess.split):
         if not (manifest["split"] == split).any():
-            report.add("split_non_empty", path, f"split '{split}' has no tiles; add data or change preprocess.split / tile_size")
+            report.add(
+                "split_non_empty",
+                path,
+                f"split '{split}' has no tiles; add data or change preprocess.split / tile_size",
+            )
     by_hash = manifest.groupby("sha256")
     for digest, group in by_hash:
         if group["split"].nunique() > 1:
             tiles = ", ".join(f"{t} ({s})" for t, s in zip(group["tile_id"], group["split"]))
-            report.add("duplicate_across_splits", path, f"identical tile content {digest[:12]} in several splits: {tiles}")
+            report.add(
+                "duplicate_across_splits", path, f"identical tile content {digest[:12]} in several splits: {tiles}"
+            )
     names = params.data.class_names
     present = {s: {n for n in names if manifest.loc[manifest["split"] == s, f"count_{n}"].sum() > 0} for s in SPLITS}
     for name in sorted(present["test"] - present["train"], key=names.index):
-        report.add("class_in_train", path, f"class '{name}' occurs in the test split but not in train; change preprocess.split.seed or the split shares")
+        report.add(
+            "class_in_train",
+            path,
+            f"class '{name}' occurs in the test split but not in train; change preprocess.split.seed or the split shares",
+        )
 
 
 def render_markdown(report: ValidationReport, processed: Path) -> str:

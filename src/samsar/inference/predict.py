@@ -156,7 +156,7 @@ def predict_scene(
             class_writer = stack.enter_context(RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors), **geo))
             confidence_writer = stack.enter_context(RowWriter(tmp["confidence"], dtype="uint8", nodata=0, **geo)) if confidence else None
             strips = len(window_starts(scene.height, predictor.window, predictor.stride))
-            for block in tqdm(predictor.stream(scene.read_rows, scene.height, scene.width), total=strips, unit="strip", desc=input_path.name, disable=None):
+            for block in tqdm(predictor.stream(scene.read_block, scene.height, scene.width), total=strips, unit="strip", desc=input_path.name, disable=None):
                 class_writer.write(block.classes)
                 if confidence_writer is not None:
                     confidence_writer.write(np.rint(block.confidence * 255).astype(np.uint8))

@@ -3,8 +3,9 @@
 A scene is processed in strips: one row of windows at a time. Softmax probabilities of the
 windows are accumulated with a smooth weight (see :func:`~samsar.inference.windows.blend_weights`)
 into a buffer one window high; rows that no later window touches are finished and handed on.
-Memory is bounded by the strip (window height x scene width) and the window batch, never by
-the scene height, and the full-scene probability cube is never formed.
+Memory is bounded by the window batch and the strip buffers (window height x scene width, a
+few bytes per class and pixel); reading, scaling and finishing go a column chunk at a time.
+The full-scene probability cube is never formed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from torch import nn
 from samsar.inference.outputs import NODATA_CLASS
 from samsar.inference.windows import blend_weights, window_starts, window_stride
 
-# Reads scene rows [row0, row1): raw pixels (n, W) or (n, W, C), and a validity mask (n, W).
-RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+# Reads the block rows [row0, row1) x columns [col0, col1) of a scene: raw pixels (h, w) or
+# (h, w, C), and a validity mask (h, w).
+BlockReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+# Columns read, scaled and finished at a time: bounds the temporaries whatever the scene width.
+COLUMN_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,14 @@ class Predictor:
         raw = np.asarray(raw)
         valid = np.isfinite(raw) if raw.ndim == 2 else np.isfinite(raw).all(axis=-1)
         out = np.empty(raw.shape[:2], dtype=np.uint8)
-        for block in self.stream(lambda r0, r1: (raw[r0:r1], valid[r0:r1]), *raw.shape[:2]):
+        read = lambda r0, r1, c0, c1: (raw[r0:r1, c0:c1], valid[r0:r1, c0:c1])  # noqa: E731
+        for block in self.stream(read, *raw.shape[:2]):
             out[block.row0 : block.row0 + len(block.classes)] = block.classes
         return out
 
     @torch.inference_mode()
-    def stream(self, read_rows: RowReader, height: int, width: int) -> Iterator[RowBlock]:
-        """Predict a ``height x width`` scene read through ``read_rows``; yield finished rows top to bottom."""
+    def stream(self, read_block: BlockReader, height: int, width: int) -> Iterator[RowBlock]:
+        """Predict a ``height x width`` scene read through ``read_block``; yield finished rows top to bottom."""
         size = self.window
         row_starts = window_starts(height, size, self.stride)
         col_starts = window_starts(width, size, self.stride)
@@ -99,26 +104,33 @@ class Predictor:
         weight_sum = torch.zeros(size, padded_width, device=self.device)
         for i, row0 in enumerate(row_starts):
             row1 = min(row0 + size, height)
-            raw, valid = read_rows(row0, row1)
-            strip, strip_valid = self._scaled_strip(raw, valid, padded_width)
+            strip, strip_valid = self._scaled_strip(read_block, row0, row1, width, padded_width)
             self._accumulate(strip, strip_valid, col_starts, probs, weight_sum)
             done = (row_starts[i + 1] if i + 1 < len(row_starts) else row1) - row0
-            yield self._finish(row0, probs[:, :done, :width], weight_sum[:done, :width], valid[:done])
-            probs = torch.roll(probs, -done, dims=1)
-            weight_sum = torch.roll(weight_sum, -done, dims=0)
-            probs[:, size - done :] = 0
-            weight_sum[size - done :] = 0
+            yield self._finish(row0, probs[:, :done, :width], weight_sum[:done, :width], strip_valid[:done, :width])
+            # Rows below `done` overlap the next strip: move them to the top of the buffers.
+            overlap = size - done
+            probs[:, :overlap] = probs[:, done:].clone()
+            weight_sum[:overlap] = weight_sum[done:].clone()
+            probs[:, overlap:] = 0
+            weight_sum[overlap:] = 0
 
-    def _scaled_strip(self, raw: np.ndarray, valid: np.ndarray, padded_width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled strip ``(3, window, padded_width)`` on the device (zeros at nodata and padding) and its validity."""
-        with np.errstate(all="ignore"):  # nodata values (e.g. -9999) may hit logs; they are zeroed below
-            scaled = self.scaler.transform(raw)
-        scaled = np.where(valid, np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0), 0.0).astype(np.float32)
-        n, width = valid.shape
+    def _scaled_strip(
+        self, read_block: BlockReader, row0: int, row1: int, width: int, padded_width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``[row0, row1)`` scaled into ``(3, window, padded_width)`` on the device (zeros at nodata
+        and padding) with their validity; read and scaled a column chunk at a time."""
         strip = torch.zeros(3, self.window, padded_width, device=self.device)
-        strip[:, :n, :width] = torch.from_numpy(scaled).to(self.device)
         strip_valid = torch.zeros(self.window, padded_width, dtype=torch.bool, device=self.device)
-        strip_valid[:n, :width] = torch.from_numpy(valid).to(self.device)
+        n = row1 - row0
+        for col0 in range(0, width, COLUMN_CHUNK):
+            col1 = min(col0 + COLUMN_CHUNK, width)
+            raw, valid = read_block(row0, row1, col0, col1)
+            with np.errstate(all="ignore"):  # nodata values (e.g. -9999) may hit logs; they are zeroed next
+                scaled = self.scaler.transform(raw)
+            scaled *= valid
+            strip[:, :n, col0:col1] = torch.from_numpy(scaled).to(self.device)
+            strip_valid[:n, col0:col1] = torch.from_numpy(valid).to(self.device)
         return strip, strip_valid
 
     def _accumulate(
@@ -142,9 +154,15 @@ class Predictor:
             logits = self.segmenter(windows)
         return logits.float().softmax(dim=1)
 
-    def _finish(self, row0: int, probs: torch.Tensor, weight_sum: torch.Tensor, valid: np.ndarray) -> RowBlock:
-        confidence, classes = (probs / weight_sum.clamp_min(1e-12)).max(dim=0)
-        keep = torch.from_numpy(valid).to(self.device) & (weight_sum > 0)
-        classes = torch.where(keep, classes, NODATA_CLASS).to(torch.uint8)
-        confidence = torch.where(keep, confidence, 0.0)
-        return RowBlock(row0, classes.cpu().numpy(), confidence.cpu().numpy())
+    def _finish(self, row0: int, probs: torch.Tensor, weight_sum: torch.Tensor, valid: torch.Tensor) -> RowBlock:
+        """Normalised blend -> class and confidence of finished rows, a column chunk at a time."""
+        rows, width = weight_sum.shape
+        classes = np.empty((rows, width), dtype=np.uint8)
+        confidence = np.empty((rows, width), dtype=np.float32)
+        for col0 in range(0, width, COLUMN_CHUNK):
+            cols = slice(col0, min(col0 + COLUMN_CHUNK, width))
+            chunk_conf, chunk_classes = (probs[:, :, cols] / weight_sum[:, cols].clamp_min(1e-12)).max(dim=0)
+            keep = valid[:, cols] & (weight_sum[:, cols] > 0)
+            classes[:, cols] = torch.where(keep, chunk_classes, NODATA_CLASS).to(torch.uint8).cpu().numpy()
+            confidence[:, cols] = torch.where(keep, chunk_conf, 0.0).cpu().numpy()
+        return RowBlock(row0, classes, confidence)

@@ -18,8 +18,9 @@ from rasterio.windows import Window
 from samsar.inference.errors import PredictError
 
 # GDAL's block cache defaults to a share of RAM and would otherwise keep every block of a
-# large scene once read; prediction touches each block about once, so a small cache suffices.
-GDAL_CACHE_MB = 64
+# large scene once read; prediction reads each block row about twice in a row (strips overlap),
+# so a cache of a couple of block rows suffices.
+GDAL_CACHE_MB = 32
 TILE = 256
 
 
@@ -50,17 +51,20 @@ class SceneReader:
         self.georeferenced = self.crs is not None or transform != Affine.identity()
         self.transform = transform if self.georeferenced else None
 
-    def read_rows(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``[row0, row1)``: raw pixels ``(n, W)`` or ``(n, W, C)`` in the file's dtype, and a
-        validity mask ``(n, W)`` (False where the file's nodata/mask says so or a value is not finite)."""
-        window = Window(0, row0, self.width, row1 - row0)
+    def read_block(self, row0: int, row1: int, col0: int, col1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[row0, row1)`` x columns ``[col0, col1)``: raw pixels ``(h, w)`` or ``(h, w, C)`` in the
+        file's dtype, and a validity mask ``(h, w)`` (False where the file's nodata/mask says so or a
+        value is not finite)."""
+        window = Window(col0, row0, col1 - col0, row1 - row0)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 bands = self._ds.read(window=window)
                 valid = self._ds.dataset_mask(window=window) > 0
         except RasterioError as exc:
-            raise PredictError(f"{self.path}: read failed at rows {row0}-{row1} ({exc}); the file may be truncated") from exc
+            raise PredictError(
+                f"{self.path}: read failed at rows {row0}-{row1}, columns {col0}-{col1} ({exc}); the file may be truncated"
+            ) from exc
         if np.issubdtype(bands.dtype, np.floating):
             valid &= np.isfinite(bands).all(axis=0)
         raw = bands[0] if self.count == 1 else np.moveaxis(bands, 0, -1)

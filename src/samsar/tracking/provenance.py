@@ -77,11 +77,11 @@ def base_checkpoint_path(params: Params) -> Path | None:
 
 def base_checkpoint_id(params: Params) -> str:
     """sha256 of the base checkpoint, ``"random-init"`` without one, ``"missing:<path>"`` if absent."""
-    from samsar.models.sam import file_sha256
-
     path = base_checkpoint_path(params)
     if path is None:
         return "random-init"
     if not path.is_file():
         return f"missing:{path}"
+    from samsar.models.sam import file_sha256  # imports torch
+
     return file_sha256(path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,9 +20,6 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
 import samsar
 from samsar.config import Params
 from samsar.tracking import provenance, store
-
-log = logging.getLogger(__name__)
-
 
 class RunHandle:
     """Logging into one MLflow run; every method is a no-op when tracking is disabled (``run_id`` None)."""
@@ -123,8 +119,9 @@ def run_tags(params: Params, variant: str) -> dict[str, str]:
 def training_run(params: Params, variant: str) -> Iterator[RunHandle]:
     """A new MLflow run for training ``variant``: tags, all params and system metrics logged.
 
-    Ends ``FINISHED`` on success; on any exception ``FAILED`` with the ``error`` tag, then re-raises.
-    With ``tracking.enabled: false`` it yields a handle that logs nothing.
+    When the block wrote ``models/<variant>/adapter``, that adapter is logged as the run's pyfunc
+    model. Ends ``FINISHED`` on success; on any exception ``FAILED`` with the ``error`` tag, then
+    re-raises. With ``tracking.enabled: false`` it yields a handle that logs nothing.
     """
     if not params.tracking.enabled:
         yield RunHandle(None, None, params)
@@ -133,9 +130,13 @@ def training_run(params: Params, variant: str) -> Iterator[RunHandle]:
     experiment_id = store.ensure_experiment(client, params)
     run = client.create_run(experiment_id, tags=run_tags(params, variant), run_name=variant)
     handle = RunHandle(client, run.info.run_id, params)
+    started = time.time()
     with _ending_run(handle), _system_metrics(params, handle):
         handle.log_params(flatten_params(params))
         yield handle
+        adapter_dir = params.variant_dir(variant) / "adapter"
+        if (adapter_dir / "adapter.json").is_file() and (adapter_dir / "adapter.json").stat().st_mtime >= started:
+            handle.log_adapter_model(adapter_dir)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,264 @@
+"""Model cards (Mitchell et al. 2019): Markdown from a jinja2 template and a self-contained HTML render."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import jinja2
+import markdown
+
+from samsar.config import Params
+from samsar.evaluation.plots import plot_history
+from samsar.evaluation.runner import (
+    CONFUSION_COUNTS,
+    CONFUSION_NORMALIZED,
+    OVERLAYS,
+    adapter_dir,
+    directory_bytes,
+    read_train_summary,
+)
+from samsar.io import write_text
+
+TEMPLATES = Path(__file__).parent / "templates"
+TRAINING_CURVES = "training_curves.png"
+CARD_MD = "model_card.md"
+CARD_HTML = "model_card.html"
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A metric for a table: fixed decimals, ``n/a`` when undefined."""
+    if value is None or value != value:  # None or NaN
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def human_bytes(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def read_metrics(params: Params, variant: str) -> dict:
+    """``metrics/<variant>.json``; names the fix when it is missing."""
+    path = params.metrics_path(variant)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run `samsar evaluate --variant {variant}` first")
+    return json.loads(path.read_text())
+
+
+def method_description(method: str) -> str:
+    """First paragraph of the method class's docstring (so new methods need no card edits)."""
+    from samsar.models.variants import VARIANTS
+
+    doc = (VARIANTS[method].__doc__ or "").strip() if method in VARIANTS else ""
+    paragraph = " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
+    return paragraph.replace("``", "`") or f"method '{method}'"
+
+
+def _base(params: Params, adapter: dict) -> dict:
+    """How to describe the base model the adapter was trained on."""
+    from samsar.training.pretrain import summary_path
+
+    if adapter["base_id"].startswith("random-init"):
+        return {"kind": "random", "path": "none",
+                "description": f"none — SAM `{adapter['backbone']}` with random weights (seed {adapter['seed']})."}
+    path = Path(adapter.get("base_checkpoint") or "")
+    if params.model.checkpoint is None and path == params.path(params.pretrain.output):
+        pretrain = summary_path(path)
+        detail = ""
+        if pretrain.is_file():
+            doc = json.loads(pretrain.read_text())
+            detail = (f" ({doc['steps']} steps, {doc['seconds']:.0f} s on synthetic source-domain scenes with classes "
+                      f"{', '.join(doc['source_classes'])}; source holdout mIoU {fmt(doc['source_holdout_mIoU'])})")
+        return {"kind": "stand-in", "path": str(path),
+                "description": f"stand-in foundation model: the tiny SAM trained from scratch by `samsar pretrain`{detail}."}
+    return {"kind": "checkpoint", "path": str(path), "description": f"SAM checkpoint `{path.name}`."}
+
+
+def _acquisition(params: Params, info) -> dict:
+    """The acquisition table: params.yaml `card` values, else what the data source implies."""
+    synthetic = info.source == "synthetic"
+    card = params.card
+
+    def value(given, simulated: str) -> str:
+        if given is not None:
+            return str(given)
+        return simulated if synthetic else "not recorded (set it under `card` in params.yaml)"
+
+    scaler = info.scaler
+    kind = scaler.input_kind
+    if synthetic:
+        kind = f"{params.data.synthetic.looks:g}-look {kind}"
+    channels = f"{scaler.channels} channel{'s' if scaler.channels != 1 else ''}"
+    return {
+        "source": "synthetic scenes from the samsar SAR simulator (not real acquisitions)" if synthetic else info.source,
+        "sensor": value(card.sensor, "none — simulated"),
+        "band": value(card.band, "none — simulated"),
+        "polarisation": value(card.polarisation, "none — simulated, single channel"),
+        "resolution": value(None if card.resolution_m is None else f"{card.resolution_m:g} m", "none — simulated pixels"),
+        "input": f"raw {kind}, {channels}",
+    }
+
+
+def _dataset(params: Params, info, train_counts) -> dict:
+    from samsar.training.losses import class_weights_from_counts
+
+    manifest = params.processed_dir / "manifest.parquet"
+    doc = json.loads((params.processed_dir / "dataset.json").read_text())
+    weights = class_weights_from_counts(train_counts, params.train.class_weights).tolist()
+    total = max(int(train_counts.sum()), 1)
+    scaler = info.scaler
+    scaling = (f"{scaler.input_kind}{' -> dB' if scaler.to_db else ''}, clipped at the "
+               f"{scaler.percentiles[0]:g}-{scaler.percentiles[1]:g} percentiles of the training split, scaled to [0, 1]")
+    return {
+        "name": params.data.name,
+        "tile_size": info.tile_size,
+        "n_tiles": doc.get("n_tiles", {}),
+        "manifest": str(manifest.relative_to(params.root)) if manifest.is_relative_to(params.root) else str(manifest),
+        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "scaling": scaling,
+        "class_distribution": [
+            {"name": n, "pixels": int(c), "share": int(c) / total, "weight": w}
+            for n, c, w in zip(info.class_names, train_counts, weights)
+        ],
+    }
+
+
+def _caveats(base: dict, metrics: dict, summary: dict, synthetic: bool) -> list[str]:
+    caveats = []
+    if base["kind"] == "random":
+        caveats.append("The encoder is randomly initialised (no pretrained SAM here): methods that freeze it adapt "
+                       "random features, so this model says little about how the method behaves on real SAM.")
+    elif base["kind"] == "stand-in":
+        caveats.append("The base is a small stand-in trained on synthetic source-domain data, not Meta's SAM: "
+                       "compare methods relative to each other; for real conclusions set `model.checkpoint` to an "
+                       "official checkpoint and train on GPU workers.")
+    if synthetic:
+        caveats.append("Trained and tested on synthetic SAR scenes: the scores do not transfer to real sensors.")
+    scored = {n: v for n, v in metrics["per_class_iou"].items() if v is not None}
+    if scored:
+        weakest = min(scored, key=scored.get)
+        caveats.append(f"Weakest class: {weakest} (test IoU {fmt(scored[weakest])}); expect most errors there.")
+    if metrics["n_test_tiles"] < 50:
+        caveats.append(f"The test split holds only {metrics['n_test_tiles']} tiles: differences of a few points "
+                       "between variants are within noise.")
+    if "ignore_background_lenient" in metrics:
+        caveats.append("The CWSAM reference's lenient ignore-background form drops every pixel *predicted* as "
+                       "background, which flatters models that over-predict it; quote the standard form.")
+    if summary.get("stop_reason") == "max_seconds":
+        caveats.append("Training stopped on the time budget (`train.max_seconds`); longer training may score higher.")
+    return caveats
+
+
+def _forms(metrics: dict) -> list[dict]:
+    forms = [{"label": "all classes", "m": metrics, "note": ""}]
+    for key, label in (("ignore_background", "ignore background (standard)"),
+                       ("ignore_background_lenient", "ignore background (CWSAM reference, lenient)")):
+        if key in metrics:
+            forms.append({"label": label, "m": metrics[key], "note": metrics[key].get("description", "")})
+    return forms
+
+
+def _history_figure(params: Params, variant: str, out_dir: Path) -> str | None:
+    path = params.variant_dir(variant) / "history.csv"
+    if not path.is_file():
+        return None
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    plot_history(rows, out_dir / TRAINING_CURVES, title=f"{variant}: training")
+    return TRAINING_CURVES
+
+
+def render_markdown(params: Params, variant: str) -> str:
+    """The model card of ``variant`` as Markdown (figures referenced by file name, beside the card)."""
+    from samsar.data.dataset import DatasetInfo, TileDataset
+    from samsar.models.artifacts import read_adapter_config
+    from samsar.tracking.provenance import git_sha
+
+    summary = read_train_summary(params, variant)
+    metrics = read_metrics(params, variant)
+    adapter_path = adapter_dir(params, variant)
+    adapter = read_adapter_config(adapter_path)
+    info = DatasetInfo.load(params.processed_dir)
+    train_counts = TileDataset(params.processed_dir, "train").class_pixel_counts()
+    out_dir = params.report_dir(variant)
+    base = _base(params, adapter)
+    figures = {
+        "history": _history_figure(params, variant, out_dir),
+        "confusion_counts": CONFUSION_COUNTS,
+        "confusion_normalized": CONFUSION_NORMALIZED,
+        "overlays": OVERLAYS,
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    env.globals["fmt"] = fmt
+    rel_adapter = adapter_path.relative_to(params.root) if adapter_path.is_relative_to(params.root) else adapter_path
+    return env.get_template("model_card.md.j2").render(
+        variant=variant,
+        generated=dt.date.today().isoformat(),
+        classes=[{"name": n, "color": c} for n, c in zip(info.class_names, info.colors)],
+        adapter=adapter,
+        adapter_dir=rel_adapter,
+        artifact_size=human_bytes(directory_bytes(adapter_path)),
+        method_description=method_description(adapter["method"]),
+        method_options=json.dumps(adapter["variant_options"]),
+        base=base,
+        summary=summary,
+        metrics=metrics,
+        forms=_forms(metrics),
+        train=params.train,
+        dataset=_dataset(params, info, train_counts),
+        acquisition=_acquisition(params, info),
+        figures=figures,
+        caveats=_caveats(base, metrics, summary, info.source == "synthetic"),
+        git_sha=git_sha(params.root),
+        owners=params.card.owners,
+    )
+
+
+def render_html(markdown_text: str, figure_dir: Path, title: str) -> str:
+    """Self-contained HTML: the Markdown rendered, every local PNG inlined as base64."""
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+
+    def inline(match: re.Match) -> str:
+        path = figure_dir / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^":]+\.png)"', inline, body)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False)
+    return env.get_template("model_card.html.j2").render(title=title, body=body)
+
+
+def write_card(params: Params, variant: str) -> Path:
+    """Write ``reports/<variant>/model_card.md`` and ``.html``; add both to the training's MLflow run.
+
+    Returns the Markdown path.
+    """
+    out_dir = params.report_dir(variant)
+    text = render_markdown(params, variant)
+    md_path, html_path = out_dir / CARD_MD, out_dir / CARD_HTML
+    write_text(md_path, text)
+    write_text(html_path, render_html(text, out_dir, f"Model card: {variant}"))
+    run_id = read_train_summary(params, variant).get("mlflow_run_id")
+    if params.tracking.enabled and run_id:
+        from samsar.tracking.runs import resume_run
+
+        with resume_run(params, run_id) as run:
+            for path in (md_path, html_path, out_dir / TRAINING_CURVES):
+                if path.is_file():
+                    run.log_artifacts(path, "model_card")
+    return md_path

@@ -1,0 +1,66 @@
+"""A run interrupted after a checkpoint and resumed ends with the same weights as an uninterrupted one."""
+
+import csv
+
+import pytest
+import safetensors.torch
+import torch
+
+from samsar.training import loop
+from samsar.training.checkpoint import load_checkpoint
+from samsar.training.loop import Trainer, checkpoint_path, train_variant
+
+
+def _adapter(params, variant):
+    return safetensors.torch.load_file(params.variant_dir(variant) / "adapter" / "adapter.safetensors")
+
+
+def _history(params, variant):
+    with (params.variant_dir(variant) / "history.csv").open() as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def test_resume_after_injected_failure_matches_uninterrupted_run(tiny_project, tmp_path, monkeypatch):
+    variant = "lora"  # trains inside the encoder and the decoder; no feature cache
+    reference = tiny_project(root=tmp_path / "reference")
+    summary = train_variant(reference, variant)
+    assert summary["steps"] == 6, "fixture: 12 training tiles, batch 4, 2 epochs"
+
+    interrupted = tiny_project(root=tmp_path / "interrupted")
+    real_step = Trainer._micro_step
+    calls = {"n": 0}
+
+    def failing_step(self, batch, epoch, index):
+        calls["n"] += 1
+        if calls["n"] == 6:  # step 5 runs unsaved after the checkpoint at step 4 (epoch 1, 1 batch in)
+            raise RuntimeError("injected failure")
+        return real_step(self, batch, epoch, index)
+
+    monkeypatch.setattr(Trainer, "_micro_step", failing_step)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        train_variant(interrupted, variant)
+    monkeypatch.setattr(Trainer, "_micro_step", real_step)
+
+    saved = load_checkpoint(checkpoint_path(interrupted, variant))
+    state = saved["state"]
+    assert (state["step"], state["epoch"], state["batches_done"], state["stop_reason"]) == (4, 1, 1, "")
+    assert len(state["history"]) == 1  # the validation round of epoch 0
+    assert not (interrupted.variant_dir(variant) / "adapter").exists()
+
+    resumed = train_variant(interrupted, variant, resume=True)
+    assert resumed["steps"] == summary["steps"]
+    expected, got = _adapter(reference, variant), _adapter(interrupted, variant)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert _history(interrupted, variant) == _history(reference, variant)
+
+
+def test_resume_refuses_a_checkpoint_of_another_variant(tiny_project, monkeypatch):
+    params = tiny_project({"train": {"epochs": 1}})
+    train_variant(params, "lora")
+    target = checkpoint_path(params, "decoder_only")
+    target.parent.mkdir(parents=True)
+    checkpoint_path(params, "lora").rename(target)
+    with pytest.raises(ValueError, match="cannot resume"):
+        train_variant(params, "decoder_only", resume=True)
