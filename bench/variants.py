@@ -8,7 +8,7 @@ load changes on a shared machine hit every variant alike.
 Targets: ``parser`` >= 0.95x the training throughput of ``decoder_only`` (the PARSER paper
 measured 0.97x); merged ``parser`` / ``lora`` inference within 1.02x of the base latency.
 
-    .venv/bin/python -m bench.variants [--rounds 15] [--output bench/results_variants.json]
+    .venv/bin/python -m bench.variants [--rounds 10] [--output bench/results_variants.json]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from samsar.models.variants import VARIANTS, build_segmenter
 
 PARSER_TARGET = 0.95
 MERGED_LATENCY_TARGET = 1.02
+INFERENCE_ROUNDS_FACTOR = 4  # inference calls are cheap; more rounds, tighter medians
 
 
 def setting(device: torch.device) -> dict:
@@ -93,14 +94,16 @@ class Inference:
 
 
 def interleaved_medians(runners: dict, images: torch.Tensor, labels: torch.Tensor, rounds: int, warmup: int) -> dict:
-    """Median seconds per call of each runner, one call of each per round."""
+    """Median seconds per call of each runner: one call of each per round, the order rotated
+    every round so no runner always goes first."""
     for runner in runners.values():
         for _ in range(warmup):
             runner(images, labels)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            times[name].append(runner(images, labels))
+    names = list(runners)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(runners[name](images, labels))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -122,7 +125,7 @@ def run(rounds: int, warmup: int, num_classes: int, device: torch.device) -> dic
         {"base": Inference("decoder_only", cfg, num_classes, device, merge=False),
          "parser_merged": Inference("parser", cfg, num_classes, device, merge=True),
          "lora_merged": Inference("lora", cfg, num_classes, device, merge=True)},
-        images, labels, rounds, warmup)
+        images, labels, INFERENCE_ROUNDS_FACTOR * rounds, warmup)
     inference = {n: {"latency_s": s, "latency_vs_base": s / infer["base"]} for n, s in infer.items()}
 
     parser_ratio = training["parser"]["throughput_vs_decoder_only"]
@@ -164,7 +167,7 @@ def print_results(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# The server-process helpers live with the tracking tests, which start an MLflow server the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tracking"))
+
 PARAMS = {
     "data": {
         "name": "pipetest",
@@ -53,3 +56,41 @@ def stage(monkeypatch):
         monkeypatch.setattr(module, attribute, fake, raising=False)
 
     return replace
+
+
+TINY_PROJECT = {
+    "data": {
+        "name": "e2e",
+        "classes": [
+            {"name": "building", "color": [255, 0, 0]},
+            {"name": "water", "color": [0, 0, 255]},
+            {"name": "background", "color": [0, 0, 0]},
+        ],
+        "synthetic": {"n_scenes": 4, "scene_size": 128, "looks": 1, "seed": 0},
+    },
+    "preprocess": {"tile_size": 64, "stride": 64, "split": {"val": 0.2, "test": 0.2, "block_size": 64, "seed": 0}},
+    "model": {"backbone": "tiny", "image_size": 64},
+    "pretrain": {"enabled": False},
+    "variants": ["decoder_only"],
+    "train": {"epochs": 1, "max_seconds": None, "batch_size": 4, "warmup_steps": 1, "early_stopping_patience": 5},
+    "evaluate": {"overlays": 1, "batch_size": 4},
+    "tracking": {"system_metrics": False},
+    "pipeline": {"retries": 0},
+}
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    """A project with a tiny processed synthetic dataset (random-init tiny SAM); returns its params.yaml."""
+    from samsar.config import load_params
+    from samsar.data.prepare import prepare
+    from samsar.data.preprocess import preprocess
+
+    root = tmp_path / "project"
+    root.mkdir()
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(TINY_PROJECT))
+    params = load_params(path)
+    prepare(params)
+    preprocess(params)
+    return path

@@ -6,11 +6,13 @@ What is checked is the orchestration: which calls happen, with which paths, what
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pydantic
 import pytest
 import torch
+import yaml
 
 from pipelines import flows
 from samsar.config import ParamsError, load_params
@@ -135,10 +137,35 @@ def test_all_variants_flow_creates_the_gpu_limit_once(prefect_server, params_fil
         assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 1
 
 
+def _with_gpu_tag(params_file: Path, tag: str) -> None:
+    raw = yaml.safe_load(params_file.read_text())
+    raw["pipeline"]["gpu_tag"] = tag
+    params_file.write_text(yaml.safe_dump(raw))
+
+
 def test_an_existing_gpu_limit_is_kept(prefect_server, params_file):
     from prefect.client.orchestration import get_client
 
-    params = load_params(params_file).model_copy(update={"pipeline": load_params(params_file).pipeline.model_copy(update={"gpu_tag": "gpu-4x"})})
+    _with_gpu_tag(params_file, "gpu-4x")
+    params = load_params(params_file)
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag="gpu-4x", concurrency_limit=4)
     assert flows.ensure_gpu_limit(params) == 4
+
+
+def test_gpu_tasks_do_not_overlap_under_a_limit_of_one(prefect_server, params_file, stage):
+    _with_gpu_tag(params_file, "gpu-serial")
+    recorder = Recorder().install(stage)
+    spans = []
+
+    def slow_train(params, variant, resume=False):
+        start = time.monotonic()
+        time.sleep(1.0)
+        recorder.train_variant(params, variant, resume)
+        spans.append((start, time.monotonic()))
+
+    stage("samsar.training.loop", "train_variant", slow_train)
+    flows.all_variants_flow(str(params_file))
+    assert len(spans) == 2
+    (start_a, end_a), (start_b, end_b) = sorted(spans)
+    assert end_a <= start_b, spans

@@ -6,8 +6,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from samsar.training import loop
-from samsar.training.checkpoint import load_checkpoint
+from samsar.training.checkpoint import load_checkpoint, save_checkpoint
 from samsar.training.loop import Trainer, checkpoint_path, train_variant
 
 
@@ -56,11 +55,14 @@ def test_resume_after_injected_failure_matches_uninterrupted_run(tiny_project, t
     assert _history(interrupted, variant) == _history(reference, variant)
 
 
-def test_resume_refuses_a_checkpoint_of_another_variant(tiny_project, monkeypatch):
-    params = tiny_project({"train": {"epochs": 1}})
-    train_variant(params, "lora")
-    target = checkpoint_path(params, "decoder_only")
-    target.parent.mkdir(parents=True)
-    checkpoint_path(params, "lora").rename(target)
+def test_resume_refuses_a_checkpoint_of_another_variant(tiny_project):
+    params = tiny_project()
+    save_checkpoint(checkpoint_path(params, "decoder_only"), {"variant": "lora", "base_id": "random-init:0"})
     with pytest.raises(ValueError, match="cannot resume"):
+        train_variant(params, "decoder_only", resume=True)
+
+
+def test_resume_without_checkpoint_names_the_file(tiny_project):
+    params = tiny_project()
+    with pytest.raises(FileNotFoundError, match="last.pt"):
         train_variant(params, "decoder_only", resume=True)

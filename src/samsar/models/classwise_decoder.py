@@ -20,6 +20,14 @@ from samsar.models.sam import import_sam_modeling
 HYPER_DIM = 32  # SAM's hypernetwork output width (transformer_dim // 8)
 
 
+def trained_decoder_parameters(mask_decoder: nn.Module) -> list[nn.Parameter]:
+    """SAM decoder parameters the heads train: all but the IoU head and the hypernetwork MLPs
+    of mask tokens 1-3, which never receive a gradient when only mask token 0 is read."""
+    used = [mask_decoder.iou_token, mask_decoder.mask_tokens, mask_decoder.transformer,
+            mask_decoder.output_upscaling, mask_decoder.output_hypernetworks_mlps[0]]
+    return [p for module in used for p in module.parameters()]
+
+
 class ClasswiseMaskDecoder(nn.Module):
     """Prompt-free semantic head on top of SAM's mask decoder."""
 
@@ -37,22 +45,17 @@ class ClasswiseMaskDecoder(nn.Module):
             nn.GELU(),
         )
 
-    @staticmethod
-    def used_sam_parameters(mask_decoder: nn.Module) -> list[nn.Parameter]:
-        """SAM decoder parameters this head trains (all but the IoU head and the hypernetwork
-        MLPs of mask tokens 1-3, which never receive a gradient here)."""
-        used = [mask_decoder.iou_token, mask_decoder.mask_tokens, mask_decoder.transformer,
-                mask_decoder.output_upscaling, mask_decoder.output_hypernetworks_mlps[0]]
-        return [p for module in used for p in module.parameters()]
-
     def forward(
         self,
         image_embeddings: torch.Tensor,
         mask_decoder: nn.Module,
         prompt_encoder: nn.Module,
         output_size: tuple[int, int],
+        boxes: None = None,
     ) -> torch.Tensor:
         """``(B, 256, h, w)`` image embeddings -> ``(B, K, *output_size)`` class logits."""
+        if boxes is not None:
+            raise ValueError("the classwise head takes no prompts; boxes need variant_options.head: box_prompt")
         batch, channels, h, w = image_embeddings.shape
         if tuple(prompt_encoder.image_embedding_size) != (h, w):
             raise ValueError(

@@ -67,8 +67,9 @@ def describe(backbone: str, num_classes: int, image_size: int, options: VariantO
                       f"{r['encoder_trainable_params']:,}", _human_bytes(r["artifact_bytes"]), f"{r['gflops']:.1f}")
     console = Console()
     console.print(table)
-    console.print("Trainable counts exclude SAM decoder parts the classwise head never uses "
-                  "(IoU head, hypernetwork MLPs of mask tokens 1-3) and the prompt encoder.")
+    console.print("Trainable counts exclude SAM decoder parts the heads never use (IoU head, hypernetwork "
+                  "MLPs of mask tokens 1-3) and the prompt encoder. PARSER's frozen U, V are buffers, "
+                  "not parameters, so its total is below the base's.")
     return rows
 
 

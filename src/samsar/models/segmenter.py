@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from samsar.config import VariantOptions
+from samsar.models.box_prompt import Boxes
 from samsar.models.peft.base import PeftMethod
 from samsar.models.sam import PATCH_SIZE
 
@@ -31,7 +32,8 @@ class Segmenter(nn.Module):
 
     The forward pass is split at the end of the ViT trunk (before the neck):
     ``forward(x) == forward_from_trunk(trunk_features(x))``, so methods that train nothing
-    before the neck (:attr:`supports_feature_cache`) can reuse cached trunk features.
+    before the neck (:attr:`supports_feature_cache`) can reuse cached trunk features. With the
+    box-prompt head (:attr:`takes_boxes`) ``forward`` also takes per-image boxes.
     """
 
     def __init__(
@@ -77,16 +79,21 @@ class Segmenter(nn.Module):
             tokens = checkpoint(block, tokens, use_reentrant=False) if use_checkpoint else block(tokens)
         return tokens
 
-    def forward_from_trunk(self, features: torch.Tensor) -> torch.Tensor:
+    @property
+    def takes_boxes(self) -> bool:
+        """True for the box-prompt head (``forward(images, boxes)``, boxes per image)."""
+        return self.spec.options.head == "box_prompt"
+
+    def forward_from_trunk(self, features: torch.Tensor, boxes: Boxes | None = None) -> torch.Tensor:
         """Neck (with any neck method) and head on trunk features -> class logits."""
         neck = self.sam.image_encoder.neck
         features = features.to(self.sam.pixel_mean.dtype)  # e.g. fp16 features from the cache
         embeddings = neck(features.permute(0, 3, 1, 2))
         output_size = (features.shape[1] * PATCH_SIZE, features.shape[2] * PATCH_SIZE)
-        return self.head(embeddings, self.sam.mask_decoder, self.sam.prompt_encoder, output_size)
+        return self.head(embeddings, self.sam.mask_decoder, self.sam.prompt_encoder, output_size, boxes=boxes)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_from_trunk(self.trunk_features(images))
+    def forward(self, images: torch.Tensor, boxes: Boxes | None = None) -> torch.Tensor:
+        return self.forward_from_trunk(self.trunk_features(images), boxes)
 
     def named_trainable_parameters(self) -> dict[str, nn.Parameter]:
         """Every tensor that training updates, by name."""

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from samsar.config import VariantOptions
-from samsar.models.classwise_decoder import ClasswiseMaskDecoder
+from samsar.models.box_prompt import BoxPromptDecoder
+from samsar.models.classwise_decoder import ClasswiseMaskDecoder, trained_decoder_parameters
 from samsar.models.peft.adapter import Adapter
 from samsar.models.peft.base import PeftMethod
 from samsar.models.peft.cwsam import Cwsam
@@ -65,9 +66,10 @@ def build_segmenter(
 
 
 def _build_head(options: VariantOptions, sam: torch.nn.Module, num_classes: int) -> torch.nn.Module:
-    if options.head != "classwise":
-        raise NotImplementedError(f"variant_options.head '{options.head}' is not implemented yet; use 'classwise'")
-    head = ClasswiseMaskDecoder(num_classes, sam.prompt_encoder.no_mask_embed.weight)
-    for p in ClasswiseMaskDecoder.used_sam_parameters(sam.mask_decoder):
+    if options.head == "box_prompt":
+        head = BoxPromptDecoder(num_classes)
+    else:
+        head = ClasswiseMaskDecoder(num_classes, sam.prompt_encoder.no_mask_embed.weight)
+    for p in trained_decoder_parameters(sam.mask_decoder):
         p.requires_grad_(True)
     return head

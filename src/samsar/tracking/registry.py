@@ -69,18 +69,18 @@ class Decision:
 
 
 def metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
-    """Numeric entries of a metrics/<variant>.json as ``metric.<dotted.key>`` tags."""
-    tags: dict[str, str] = {}
+    """The headline numbers of a metrics/<variant>.json as version tags.
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            tags[METRIC_PREFIX + prefix] = repr(float(value))
-
-    for key, value in metrics.items():
-        walk(key, value)
+    Top-level numbers become ``metric.<name>``, per-class IoUs ``metric.per_class_iou.<class>``;
+    the other breakdowns stay in the metrics file (logged with the run).
+    """
+    tags = {
+        METRIC_PREFIX + key: repr(float(value))
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+    for cls, value in metrics.get("per_class_iou", {}).items():
+        tags[CLASS_IOU_PREFIX + cls] = repr(float(value))
     return tags
 
 

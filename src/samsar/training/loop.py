@@ -164,9 +164,9 @@ class Trainer:
         state = self._restore() if resume else TrainState()
         if tracker is not None:
             state.mlflow_run_id = tracker.run_id or ""
+        session_start = time.perf_counter()
         if self.cached is not None:
             self.cached.warm(self.cfg.batch_size)
-        session_start = time.perf_counter()
 
         def elapsed() -> float:
             return state.elapsed + time.perf_counter() - session_start

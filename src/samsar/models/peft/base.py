@@ -1,8 +1,9 @@
 """The interface every fine-tuning method implements.
 
 A method changes the image encoder of a frozen SAM (inject modules, unfreeze tensors) and
-says how its trained tensors are optimised and merged. The mask-decoder side is the head's
-business (see :mod:`samsar.models.segmenter`), shared by all methods.
+says how its trained tensors are optimised and merged. The mask-decoder side belongs to the
+head (:mod:`samsar.models.classwise_decoder`, :mod:`samsar.models.box_prompt`), shared by all
+methods and set up by :func:`samsar.models.variants.build_segmenter`.
 """
 
 from __future__ import annotations

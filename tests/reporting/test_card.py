@@ -1,0 +1,26 @@
+"""Model-card helpers: HTML with inlined figures, sizes, method descriptions."""
+
+import base64
+
+from samsar.models.variants import VARIANTS
+from samsar.reporting.card import fmt, human_bytes, method_description, render_html
+
+
+def test_html_inlines_local_png_figures(tmp_path):
+    png = b"\x89PNG\r\n\x1a\nfake"
+    (tmp_path / "cm.png").write_bytes(png)
+    html = render_html("# Card\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![cm](cm.png)\n\n![gone](missing.png)\n", tmp_path, "t")
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in html
+    assert 'src="missing.png"' in html  # left as is rather than broken silently
+    assert "<table>" in html and "<title>t</title>" in html
+
+
+def test_formatting_helpers():
+    assert fmt(None) == "n/a" and fmt(float("nan")) == "n/a" and fmt(0.12345) == "0.123"
+    assert human_bytes(512) == "512 B" and human_bytes(1536) == "1.5 KiB" and human_bytes(3 * 2**20) == "3.0 MiB"
+
+
+def test_every_registered_method_has_a_description():
+    for name in VARIANTS:
+        text = method_description(name)
+        assert text and "``" not in text
