@@ -5,9 +5,9 @@
 Sections (each prints its figures and PASS/MISS checks; all go to ``bench/results.json`` with
 the machine they ran on):
 
-- ``preprocess``: ``bench/preprocess.py`` (data engineer) when present;
-- ``variants``: training-step time per variant relative to ``decoder_only`` (``bench/variants.py``
-  when present, else measured here);
+- ``preprocess``: preprocessing throughput and memory (``bench/preprocess.py``, data engineer);
+- ``variants``: training-step throughput per variant relative to ``decoder_only`` and merged
+  inference latency vs the base (``bench/variants.py``, models engineer);
 - ``cache``: epoch time with and without cached trunk features (``parser``, ``decoder_only``);
 - ``merge``: inference latency of merged vs unmerged ``parser`` and ``lora``;
 - ``predict``: ``samsar predict`` throughput and peak memory on two synthetic GeoTIFF scenes;
@@ -20,7 +20,6 @@ Models are untrained (random init): timings do not depend on the weights.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import os
@@ -157,39 +156,37 @@ def _optimizer(segmenter) -> torch.optim.Optimizer:
     return torch.optim.AdamW(segmenter.param_groups(1e-4))
 
 
-def _external(module: str) -> Callable[[bool], dict] | None:
-    """``run(quick) -> dict`` of ``bench/<module>.py`` when another engineer has provided it."""
-    if importlib.util.find_spec(f"bench.{module}") is None:
-        return None
-    return getattr(importlib.import_module(f"bench.{module}"), "run", None)
-
-
 # ---------------------------------------------------------------- sections
 
 
 def bench_preprocess(quick: bool) -> dict:
-    run = _external("preprocess")
-    return run(quick) if run else skipped("bench/preprocess.py is not present")
+    """Preprocessing throughput and peak memory (``bench/preprocess.py``, data engineer)."""
+    if importlib.util.find_spec("bench.preprocess") is None:
+        return skipped("bench/preprocess.py is not present")
+    from bench import preprocess
+
+    return preprocess.run(quick)
 
 
 def bench_variants(quick: bool) -> dict:
-    """Training-step time of every variant relative to decoder_only, same run."""
-    run = _external("variants")
-    if run:
-        return run(quick)
-    from samsar.models.variants import VARIANTS
+    """Training-step throughput per variant relative to decoder_only (``bench/variants.py``, models engineer)."""
+    if importlib.util.find_spec("bench.variants") is None:
+        return skipped("bench/variants.py is not present")
+    from bench import variants
 
-    device = _device()
-    backbone, size, batch, steps = ("tiny", 256, 2, 3) if quick else ("vit_b", 512, 1, 2)
-    images, labels = _batch(batch, size, device)
-    seconds = {}
-    for variant in VARIANTS:
-        segmenter = _segmenter(variant, backbone, size, device).train()
-        seconds[variant] = train_step_seconds(segmenter, _optimizer(segmenter), images, labels, steps)
-        del segmenter
-    base = seconds["decoder_only"]
-    figures = [{"variant": v, "step_s": round(s, 4), "relative_to_decoder_only": round(s / base, 3)} for v, s in seconds.items()]
-    return section_result({"backbone": backbone, "image_size": size, "batch": batch, "steps": steps, "device": str(device)}, figures)
+    rounds, warmup = (3, 1) if quick else (10, 2)
+    result = variants.run(rounds=rounds, warmup=warmup, num_classes=NUM_CLASSES, device=_device())
+    figures = [{"variant": v, "step_s": round(r["step_s"], 4), "images_per_s": round(r["images_per_s"], 2),
+                "throughput_vs_decoder_only": round(r["throughput_vs_decoder_only"], 3)} for v, r in result["training"].items()]
+    figures += [{"variant": f"inference: {n}", "step_s": round(r["latency_s"], 4), "latency_vs_base": round(r["latency_vs_base"], 3)}
+                for n, r in result["inference"].items()]
+    targets = result["targets"]
+    checks = [Check("parser training throughput / decoder_only", targets["parser_throughput_vs_decoder_only"]["measured"],
+                    targets["parser_throughput_vs_decoder_only"]["target"], higher_is_better=True),
+              Check("worst merged inference latency / base", targets["merged_latency_vs_base"]["measured"],
+                    targets["merged_latency_vs_base"]["target"], higher_is_better=False)]
+    notes = ["measured by bench/variants.py: interleaved rounds, median, wall clock"]
+    return section_result(result["setting"], figures, checks, notes)
 
 
 def bench_cache(quick: bool) -> dict:
@@ -362,34 +359,39 @@ def bench_gpu(quick: bool) -> dict:
     """ViT-B 1024 training images/s per variant in bf16, beside the paper, and model FLOP utilisation."""
     if not torch.cuda.is_available():
         return skipped("no CUDA device: ViT-B 1024 training throughput is measured on GPU workers only")
-    from torch.utils.flop_counter import FlopCounterMode
-
-    device = torch.device("cuda")
     name = torch.cuda.get_device_name(0)
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
     batch, steps = (2, 3) if quick else (4, 10)
-    images, labels = _batch(batch, 1024, device)
-    figures, notes = [], []
+    figures = training_throughput(torch.device("cuda"), "vit_b", 1024, batch, steps, peak)
+    notes = ["paper: SAM-PARSER (Peng et al., AAAI 2024) efficiency table, ViT-B, one GPU, box prompts; ours: classwise head, "
+             f"batch {batch}, bf16 autocast, AdamW"]
+    if peak is None:
+        notes.append(f"no bf16 peak known for '{name}': MFU not computed")
+    config = {"backbone": "vit_b", "image_size": 1024, "batch": batch, "steps": steps, "device": name,
+              "peak_bf16_tflops": None if peak is None else peak / 1e12}
+    return section_result(config, figures, notes=notes)
+
+
+def training_throughput(device: torch.device, backbone: str, size: int, batch: int, steps: int, peak_flops: float | None) -> list[dict]:
+    """Per variant: training images/s (bf16 autocast), matmul/conv FLOPs per training image, and MFU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    images, labels = _batch(batch, size, device)
+    figures = []
     for variant in ("decoder_only", "parser", "lora", "adapter", "cwsam"):
-        segmenter = _segmenter(variant, "vit_b", 1024, device).train()
+        segmenter = _segmenter(variant, backbone, size, device).train()
         optimizer = _optimizer(segmenter)
         with FlopCounterMode(display=False) as counter:
             train_step_seconds(segmenter, optimizer, images, labels, steps=1, warmup=0, bf16=True)
         flops_per_image = counter.get_total_flops() / batch
-        seconds = train_step_seconds(segmenter, optimizer, images, labels, steps=steps, warmup=2, bf16=True)
-        images_per_s = batch / seconds
+        images_per_s = batch / train_step_seconds(segmenter, optimizer, images, labels, steps=steps, warmup=2, bf16=True)
         figures.append({"variant": variant, "images_per_s": round(images_per_s, 2), "paper_images_per_s": PAPER_IMAGES_PER_S.get(variant),
-                        "train_tflops_per_image": round(flops_per_image / 1e12, 3),
-                        "mfu": None if peak is None else round(flops_per_image * images_per_s / peak, 4)})
+                        "train_tflops_per_image": round(flops_per_image / 1e12, 4),
+                        "mfu": None if peak_flops is None else round(flops_per_image * images_per_s / peak_flops, 4)})
         del segmenter, optimizer
-        torch.cuda.empty_cache()
-    if peak is None:
-        notes.append(f"no bf16 peak known for '{name}': MFU not computed")
-    notes.append("paper: SAM-PARSER (Peng et al., AAAI 2024) efficiency table, ViT-B, one GPU, box prompts; ours: classwise head, batch "
-                 f"{batch}, bf16 autocast, AdamW")
-    config = {"backbone": "vit_b", "image_size": 1024, "batch": batch, "steps": steps, "device": name,
-              "peak_bf16_tflops": None if peak is None else peak / 1e12}
-    return section_result(config, figures, notes=notes)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return figures
 
 
 SECTIONS: dict[str, Callable[[bool], dict]] = {

@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import wait
 from prefect.runtime import task_run as current_task_run
@@ -68,12 +69,20 @@ def _configured(task_: Task, params: Params, gpu: bool) -> Task:
 
 @task(name="train", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
 def train_task(params_path: str, variant: str, resume: bool = False) -> str:
-    """Train ``variant``; returns its adapter directory. A retry resumes from the last checkpoint."""
-    from samsar.training.loop import train_variant
+    """Train ``variant``; returns its adapter directory. A retry resumes from the checkpoint the failed attempt wrote."""
+    from samsar.training.loop import checkpoint_path, train_variant
 
     params = load_params(params_path)
-    train_variant(params, variant, resume=resume or current_task_run.run_count > 1)
+    train_variant(params, variant, resume=resume or _written_by_this_flow_run(checkpoint_path(params, variant)))
     return str(params.variant_dir(variant) / "adapter")
+
+
+def _written_by_this_flow_run(path: Path) -> bool:
+    """On a retry: whether ``path`` exists and was written since this flow run started (not a stale one)."""
+    flow_run = FlowRunContext.get().flow_run if FlowRunContext.get() else None
+    if current_task_run.run_count <= 1 or flow_run is None or flow_run.start_time is None or not path.is_file():
+        return False
+    return path.stat().st_mtime >= flow_run.start_time.timestamp()
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)

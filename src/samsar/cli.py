@@ -148,9 +148,14 @@ def promote(
 ) -> None:
     """Move alias `champion` to the challenger only if it passes the metric gate."""
     p = _params(params)
+    from samsar.tracking.registry import RegistryError
     from samsar.tracking.registry import promote as run
 
-    run(p, version=version, dry_run=dry_run)
+    try:
+        run(p, version=version, dry_run=dry_run)
+    except RegistryError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -159,8 +164,8 @@ def predict(
     input: Annotated[Path, typer.Option("--input", "-i", help="SAR scene (GeoTIFF/TIFF/PNG).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Class map GeoTIFF to write.")],
     params: ParamsOpt = DEFAULT_PARAMS,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
-    overlap: Annotated[float, typer.Option(help="Window overlap fraction.")] = 0.25,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 8,
+    overlap: Annotated[float, typer.Option(min=0.0, max=0.9, help="Window overlap fraction.")] = 0.25,
     confidence: Annotated[bool, typer.Option(help="Also write a per-pixel confidence raster.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:

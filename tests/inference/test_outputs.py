@@ -34,3 +34,13 @@ def test_counts_skip_nodata_and_area_table_uses_pixel_area(tmp_path):
     assert [r["class"] for r in rows] == ["a", "b", "c"]
     assert float(rows[2]["area_km2"]) == 3e-4 and float(rows[2]["fraction"]) == 0.6
     assert all(r["area_km2"] == "" for r in csv.DictReader(open(tmp_path / "px.csv")))
+
+
+def test_preview_keeps_its_own_copy_of_each_band(tmp_path):
+    """Bands are released after use (a view would keep every band of the scene alive)."""
+    band = np.zeros((8, 8), np.uint8)
+    sampler = PreviewSampler(8, 8, max_side=4)
+    sampler.add(0, band)
+    band[:] = 2
+    sampler.write_png(tmp_path / "p.png", COLORS)
+    assert (np.asarray(Image.open(tmp_path / "p.png"))[..., 0] == 255).all()  # class 0 is red

@@ -135,3 +135,45 @@ def test_polsf_pauli_scene(tmp_path):
         assert (ds.read(1) < len(CLASS_NAMES)).all()
     assert sum(result.counts.values()) == 900 * 1024
     assert np.asarray(Image.open(result.preview)).shape == (900, 1024, 4)
+
+
+def test_registry_uri_errors_become_predict_errors(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    import samsar.tracking.pyfunc as pyfunc
+
+    def missing(uri, tracking_uri=None, dst=None):
+        raise MlflowException(f"Registered model alias champion not found ({tracking_uri})")
+
+    monkeypatch.setattr(pyfunc, "download_adapter", missing)
+    with pytest.raises(PredictError, match="models:/samsar-x@champion: cannot be loaded .*alias champion not found"):
+        resolve_model("models:/samsar-x@champion")
+
+
+def test_predict_from_a_registered_model(tmp_path, intensity_adapter):
+    """models:/NAME@ALIAS is downloaded from the project's tracking store and predicts like the directory."""
+    import mlflow
+    import yaml
+
+    from samsar.config import load_params
+    from samsar.tracking.pyfunc import log_adapter_model
+    from samsar.tracking.store import tracking_uri
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "data": {"name": "reg", "classes": [{"name": n, "color": list(c)} for n, c in zip(CLASS_NAMES, CLASS_COLORS)],
+                 "background": None},
+        "tracking": {"system_metrics": False},
+    }))
+    params = load_params(tmp_path / "params.yaml")
+    client = mlflow.MlflowClient(tracking_uri(params), registry_uri=tracking_uri(params))
+    run_id = client.create_run(client.create_experiment("samsar-reg")).info.run_id
+    model_uri = log_adapter_model(params, run_id, intensity_adapter)
+    client.create_registered_model("samsar-reg")
+    version = client.create_model_version("samsar-reg", model_uri, run_id=run_id)
+    client.set_registered_model_alias("samsar-reg", "champion", version.version)
+
+    scene = write_geotiff(tmp_path / "scene.tif", speckle_scene(70, 90))
+    registered = predict_scene("models:/samsar-reg@champion", scene, tmp_path / "reg.tif", device="cpu", params=params)
+    local = predict_scene(intensity_adapter, scene, tmp_path / "dir.tif", device="cpu")
+    with rasterio.open(registered.class_map) as a, rasterio.open(local.class_map) as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))

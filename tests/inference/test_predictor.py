@@ -51,13 +51,13 @@ def test_constant_logit_model_gives_its_class_everywhere():
     assert (classes == 1).all()
 
 
-@pytest.mark.parametrize("shape", [(300, 500), (37, 50), (64, 200)])
-def test_blended_prediction_equals_full_image_prediction(shape, monkeypatch):
+@pytest.mark.parametrize("shape,overlap", [((300, 500), 0.25), ((300, 500), 0.75), ((300, 500), 0.0), ((37, 50), 0.25), ((64, 200), 0.25)])
+def test_blended_prediction_equals_full_image_prediction(shape, overlap, monkeypatch):
     """No seams: at window borders, column-chunk borders and everywhere else, blending reproduces the direct result."""
     monkeypatch.setattr(predictor_module, "COLUMN_CHUNK", 70)
     model = Pointwise()
     raw = speckle_scene(*shape, seed=1)
-    predictor = Predictor(model, meta_for(INTENSITY_SCALER, WINDOW), device="cpu", batch_size=3, overlap=0.25)
+    predictor = Predictor(model, meta_for(INTENSITY_SCALER, WINDOW), device="cpu", batch_size=3, overlap=overlap)
     read = lambda r0, r1, c0, c1: (raw[r0:r1, c0:c1], np.ones((r1 - r0, c1 - c0), bool))  # noqa: E731
     blocks = list(predictor.stream(read, *shape))
     classes = np.concatenate([b.classes for b in blocks])

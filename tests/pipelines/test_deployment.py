@@ -65,3 +65,41 @@ def test_served_deployment_trains_evaluates_and_registers(tmp_path: Path, tiny_p
     assert champion.tags["promotion.decision"] == "promoted"
     test_miou = json.loads(params.metrics_path("decoder_only").read_text())["mIoU"]
     assert float(champion.tags["metric.mIoU"]) == pytest.approx(test_miou)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_all_variants_flow_fills_the_store_and_registry(prefect_server, tiny_project: Path):
+    import mlflow
+    import numpy as np
+    import yaml
+
+    from pipelines.flows import all_variants_flow
+
+    raw = yaml.safe_load(tiny_project.read_text())
+    raw["variants"] = ["decoder_only", "lora"]
+    tiny_project.write_text(yaml.safe_dump(raw))
+    decision = all_variants_flow(str(tiny_project))
+
+    params = load_params(tiny_project)
+    client = store.client(params)
+    experiment = client.get_experiment_by_name("samsar-e2e")
+    runs = {run.data.tags["variant"]: run for run in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["decoder_only", "lora"]
+    for variant, run in runs.items():
+        assert run.info.status == "FINISHED"
+        assert "val_mIoU" in run.data.metrics
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"history.csv", "train_summary.json"}
+    versions = client.search_model_versions("name='samsar-e2e'")
+    assert sorted(v.tags["variant"] for v in versions) == ["decoder_only", "lora"]
+    best = max(versions, key=lambda v: float(v.tags["metric.mIoU"]))
+    registered = client.get_registered_model("samsar-e2e")
+    assert registered.aliases == {"challenger": best.version, "champion": best.version}
+    assert decision == {"model": "samsar-e2e", "version": best.version, "promoted": True,
+                        "reasons": ["first model: no champion yet"]}
+    assert client.get_model_version("samsar-e2e", best.version).tags["promotion.decision"] == "promoted"
+
+    mlflow.set_tracking_uri(store.tracking_uri(params))
+    model = mlflow.pyfunc.load_model("models:/samsar-e2e@champion")
+    class_map = model.predict(np.random.default_rng(0).gamma(1.0, 1.0, (50, 70)).astype(np.float32))
+    assert class_map.shape == (50, 70) and class_map.max() < 3

@@ -6,7 +6,7 @@ What is checked is the orchestration: which calls happen, with which paths, what
 from __future__ import annotations
 
 import json
-import time
+import os
 from pathlib import Path
 
 import pydantic
@@ -18,6 +18,7 @@ from pipelines import flows
 from samsar.config import ParamsError, load_params
 from samsar.data.errors import DataError
 from samsar.io import write_json, write_text
+from samsar.training.loop import checkpoint_path
 
 
 @pytest.mark.parametrize(
@@ -51,9 +52,10 @@ def test_pydantic_validation_error_is_not_retried():
 class Recorder:
     """Stand-in stages writing the files the real ones write, and recording their calls."""
 
-    def __init__(self, fail: dict[str, list[BaseException]] | None = None):
+    def __init__(self, fail: dict[str, list[BaseException]] | None = None, checkpoint_before_failing: bool = False):
         self.calls: list[tuple] = []
         self.fail = fail or {}
+        self.checkpoint_before_failing = checkpoint_before_failing
 
     def _maybe_fail(self, key: str) -> None:
         if self.fail.get(key):
@@ -61,6 +63,8 @@ class Recorder:
 
     def train_variant(self, params, variant, resume=False):
         self.calls.append(("train", variant, resume))
+        if self.checkpoint_before_failing:
+            write_text(checkpoint_path(params, variant), "epoch 1")
         self._maybe_fail(f"train:{variant}")
         write_json(params.variant_dir(variant) / "adapter" / "adapter.json", {"method": variant})
         return {"mlflow_run_id": None}
@@ -89,10 +93,20 @@ class Recorder:
 
 
 def test_train_flow_retries_a_transient_failure_by_resuming(prefect_server, params_file, stage):
-    recorder = Recorder(fail={"train:lora": [ConnectionError("mlflow server restarting")]}).install(stage)
+    recorder = Recorder(fail={"train:lora": [ConnectionError("mlflow server restarting")]},
+                        checkpoint_before_failing=True).install(stage)
     adapter_dir = flows.train_flow(str(params_file), "lora")
     assert recorder.calls == [("train", "lora", False), ("train", "lora", True)]
     assert Path(adapter_dir) == params_file.parent / "models" / "lora" / "adapter"
+
+
+def test_retry_starts_over_without_a_fresh_checkpoint(prefect_server, params_file, stage):
+    stale = checkpoint_path(load_params(params_file), "lora")
+    write_text(stale, "from an earlier training")
+    os.utime(stale, (0, 0))
+    recorder = Recorder(fail={"train:lora": [OSError("disk hiccup")]}).install(stage)
+    flows.train_flow(str(params_file), "lora")
+    assert recorder.calls == [("train", "lora", False), ("train", "lora", False)]
 
 
 def test_train_flow_does_not_retry_bad_data(prefect_server, params_file, stage):
@@ -153,19 +167,20 @@ def test_an_existing_gpu_limit_is_kept(prefect_server, params_file):
     assert flows.ensure_gpu_limit(params) == 4
 
 
-def test_gpu_tasks_do_not_overlap_under_a_limit_of_one(prefect_server, params_file, stage):
-    _with_gpu_tag(params_file, "gpu-serial")
-    recorder = Recorder().install(stage)
-    spans = []
+def test_train_and_evaluate_carry_the_gpu_tag_other_tasks_do_not(prefect_server, params_file, stage):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
 
-    def slow_train(params, variant, resume=False):
-        start = time.monotonic()
-        time.sleep(1.0)
-        recorder.train_variant(params, variant, resume)
-        spans.append((start, time.monotonic()))
-
-    stage("samsar.training.loop", "train_variant", slow_train)
-    flows.all_variants_flow(str(params_file))
-    assert len(spans) == 2
-    (start_a, end_a), (start_b, end_b) = sorted(spans)
-    assert end_a <= start_b, spans
+    _with_gpu_tag(params_file, "gpu-tagged")
+    Recorder().install(stage)
+    state = flows.all_variants_flow(str(params_file), return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=50,
+        )
+    tags = {(run.name.rsplit("-", 1)[0], "gpu-tagged" in run.tags) for run in task_runs}
+    assert tags == {("train", True), ("evaluate", True), ("card", False), ("register", False)}
+    assert len(task_runs) == 2 * 3 + 1

@@ -4,9 +4,8 @@ The gate reads only version tags, so these tests stand in for trained adapters w
 hold an (empty) logged model; tests/tracking/test_pyfunc.py loads a real adapter.
 """
 
-import json
-
 import pytest
+import yaml
 
 from samsar.io import write_json
 from samsar.tracking import registry, store
@@ -59,6 +58,8 @@ def test_better_challenger_is_promoted(params):
     decision = registry.promote(params)
     assert decision.promoted, decision.reasons
     assert aliases(params) == {"champion": challenger.version, "challenger": challenger.version}
+    previous = store.client(params).get_model_version("samsar-testset", decision.champion_version)
+    assert previous.tags["promotion.replaced_by"] == str(challenger.version)
 
 
 def test_worse_challenger_is_refused_and_decision_recorded(params):
@@ -131,5 +132,21 @@ def test_variant_without_metrics_is_not_registered(params):
 def test_promote_without_challenger_explains_what_to_run(params):
     fake_trained_variant(params, "lora", 0.6)
     registry.register_variant(params, "lora")
-    with pytest.raises(ValueError, match="samsar register"):
+    with pytest.raises(registry.RegistryError, match="samsar register"):
         registry.promote(params)
+
+
+def test_promote_cli_dry_run_prints_the_decision(params, tmp_path):
+    from typer.testing import CliRunner
+
+    from samsar.cli import app
+
+    fake_trained_variant(params, "lora", 0.5)
+    register(params, "lora")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json", exclude={"root"})))
+    result = CliRunner().invoke(app, ["promote", "--params", str(tmp_path / "params.yaml"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would be promoted (dry run)" in result.output
+    assert "champion" not in aliases(params)
+    missing = CliRunner().invoke(app, ["promote", "--params", str(tmp_path / "params.yaml"), "--version", "7"])
+    assert missing.exit_code == 1 and "has no version 7" in missing.output

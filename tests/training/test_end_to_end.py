@@ -64,8 +64,8 @@ def test_train_evaluate_card_compare(tiny_project):
     assert on_disk["mIoU"] == pytest.approx(metrics["mIoU"])
     assert sum(map(sum, on_disk["confusion_matrix"])) == on_disk["n_pixels"] == 4 * 64 * 64
     reports = params.report_dir("decoder_only")
-    for name in ("confusion_counts.png", "confusion_normalized.png", "overlays.png"):
-        assert (reports / name).read_bytes()[:4] == b"\x89PNG"
+    for name in ("confusion_counts.png", "confusion_normalized.png", "overlays.png", "training_curves.png"):
+        assert (reports / "figures" / name).read_bytes()[:4] == b"\x89PNG"
 
     card = write_card(params, "decoder_only")
     text = card.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,19 +12,26 @@ from rich.console import Console
 
 from samsar.config import Params
 from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
-from samsar.evaluation.plots import OverlayTile, plot_confusion, plot_overlays
+from samsar.evaluation.plots import OverlayTile, plot_confusion, plot_history, plot_overlays
 from samsar.evaluation.tiles import predict_tiles
 from samsar.io import write_json
 
+FIGURES = "figures"  # under reports/<variant>/
 CONFUSION_COUNTS = "confusion_counts.png"
 CONFUSION_NORMALIZED = "confusion_normalized.png"
 OVERLAYS = "overlays.png"
+TRAINING_CURVES = "training_curves.png"
 SUMMARY_KEYS = ("mIoU", "mF1", "OA", "kappa", "FWIoU")
 
 
 def adapter_dir(params: Params, variant: str) -> Path:
     """Where ``samsar train`` saved the variant's adapter."""
     return params.variant_dir(variant) / "adapter"
+
+
+def figures_dir(params: Params, variant: str) -> Path:
+    """``reports/<variant>/figures``: the evaluation figures the model card shows."""
+    return params.report_dir(variant) / FIGURES
 
 
 def read_train_summary(params: Params, variant: str) -> dict:
@@ -60,7 +68,8 @@ def evaluate_variant(params: Params, variant: str) -> dict:
 
     Writes ``metrics/<variant>.json`` (top level: all-classes form; nested ``ignore_background``
     and ``ignore_background_lenient`` forms; ``majority_mIoU``) and the figures under
-    ``reports/<variant>/``; adds the test metrics and figures to the training's MLflow run.
+    ``reports/<variant>/figures/`` (confusion matrices, overlays, training curves); adds the test
+    metrics and figures to the training's MLflow run.
     """
     from samsar.data.dataset import DatasetInfo, TileDataset
     from samsar.models.artifacts import load_adapter
@@ -110,19 +119,31 @@ def evaluate_variant(params: Params, variant: str) -> dict:
     })
     write_json(params.metrics_path(variant), metrics)
 
-    reports = params.report_dir(variant)
+    out = figures_dir(params, variant)
     figures = [
-        plot_confusion(cm, info.class_names, reports / CONFUSION_COUNTS, title=f"{variant}: test confusion (pixels)"),
-        plot_confusion(cm, info.class_names, reports / CONFUSION_NORMALIZED, normalize=True,
+        plot_confusion(cm, info.class_names, out / CONFUSION_COUNTS, title=f"{variant}: test confusion (pixels)"),
+        plot_confusion(cm, info.class_names, out / CONFUSION_NORMALIZED, normalize=True,
                        title=f"{variant}: test confusion (row-normalised)"),
-        plot_overlays(overlays, info.class_names, info.colors, reports / OVERLAYS, info.ignore_index),
+        plot_overlays(overlays, info.class_names, info.colors, out / OVERLAYS, info.ignore_index),
     ]
+    history = read_history(params, variant)
+    if history:
+        figures.append(plot_history(history, out / TRAINING_CURVES, title=f"{variant}: training"))
     _log_to_run(params, summary.get("mlflow_run_id"), metrics, figures)
     Console(stderr=True).print(
         f"evaluate {variant}: test mIoU {metrics['mIoU']:.3f} (majority-class {metrics['majority_mIoU']:.3f}), "
         f"OA {metrics['OA']:.3f}, kappa {metrics['kappa']:.3f} -> {params.metrics_path(variant)}"
     )
     return metrics
+
+
+def read_history(params: Params, variant: str) -> list[dict]:
+    """Rows of ``models/<variant>/history.csv`` (empty when absent)."""
+    path = params.variant_dir(variant) / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
 
 
 def _overlay_tiles(picked: dict[str, tuple[np.ndarray, np.ndarray]], test) -> list[OverlayTile]:

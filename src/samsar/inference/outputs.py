@@ -48,7 +48,7 @@ class PreviewSampler:
 
     def add(self, row0: int, classes: np.ndarray) -> None:
         first = -row0 % self.step  # first row in this band whose scene row is a multiple of step
-        self._rows.append(classes[first :: self.step, :: self.step])
+        self._rows.append(classes[first :: self.step, :: self.step].copy())  # a copy: a view would keep the band alive
 
     def write_png(self, path: Path, colors: Sequence[Sequence[int]]) -> None:
         """Coloured RGBA PNG; nodata is transparent."""

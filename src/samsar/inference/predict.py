@@ -13,7 +13,6 @@ failed run leaves none of them behind):
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,25 +74,14 @@ def resolve_model(model: str | Path, params: Params | None = None) -> Path:
 
 
 def _download_registered(uri: str, params: Params | None) -> Path:
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    if params is not None:
-        from samsar.tracking.store import tracking_uri
+    from samsar.tracking.pyfunc import download_adapter
+    from samsar.tracking.store import tracking_uri
 
-        mlflow.set_tracking_uri(tracking_uri(params))
-        mlflow.set_registry_uri(tracking_uri(params))
     try:
-        try:
-            from samsar.tracking.pyfunc import download_adapter
-        except ImportError:
-            downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="samsar-model-")))
-            found = sorted(downloaded.rglob("adapter.json"))
-            if not found:
-                raise PredictError(f"{uri}: the registered model holds no adapter.json; register an adapter logged by `samsar train`")
-            return found[0].parent
-        return Path(download_adapter(uri))
-    except MlflowException as exc:
+        return download_adapter(uri, tracking_uri=tracking_uri(params) if params is not None else None)
+    except (MlflowException, ValueError, OSError) as exc:
         raise PredictError(
             f"{uri}: cannot be loaded from the tracking store ({exc}); check the name and alias "
             f"(`samsar register`) and --params / $MLFLOW_TRACKING_URI"
@@ -152,11 +140,17 @@ def predict_scene(
         preview = PreviewSampler(scene.height, scene.width)
         geo = dict(height=scene.height, width=scene.width, crs=scene.crs, transform=scene.transform)
         with contextlib.ExitStack() as stack:
-            tmp = {name: stack.enter_context(atomic_path(path)) for name, path in paths.items() if confidence or name != "confidence"}
-            class_writer = stack.enter_context(RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors), **geo))
-            confidence_writer = stack.enter_context(RowWriter(tmp["confidence"], dtype="uint8", nodata=0, **geo)) if confidence else None
+            tmp = {name: stack.enter_context(atomic_path(path)) for name, path in paths.items()
+                   if confidence or name != "confidence"}
+            class_writer = stack.enter_context(
+                RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors), **geo)
+            )
+            confidence_writer = (
+                stack.enter_context(RowWriter(tmp["confidence"], dtype="uint8", nodata=0, **geo)) if confidence else None
+            )
+            blocks = predictor.stream(scene.read_block, scene.height, scene.width)
             strips = len(window_starts(scene.height, predictor.window, predictor.stride))
-            for block in tqdm(predictor.stream(scene.read_block, scene.height, scene.width), total=strips, unit="strip", desc=input_path.name, disable=None):
+            for block in tqdm(blocks, total=strips, unit="strip", desc=input_path.name, disable=None):
                 class_writer.write(block.classes)
                 if confidence_writer is not None:
                     confidence_writer.write(np.rint(block.confidence * 255).astype(np.uint8))

@@ -100,28 +100,28 @@ class Predictor:
         row_starts = window_starts(height, size, self.stride)
         col_starts = window_starts(width, size, self.stride)
         padded_width = max(width, size)
+        # Strip buffers are allocated once and reused: fresh allocations of this size every strip
+        # would leave the allocator's heap fragmented and the resident memory growing with the width.
+        strip = torch.zeros(3, size, padded_width, device=self.device)
+        strip_valid = torch.zeros(size, padded_width, dtype=torch.bool, device=self.device)
         probs = torch.zeros(self.num_classes, size, padded_width, device=self.device)
         weight_sum = torch.zeros(size, padded_width, device=self.device)
         for i, row0 in enumerate(row_starts):
             row1 = min(row0 + size, height)
-            strip, strip_valid = self._scaled_strip(read_block, row0, row1, width, padded_width)
+            self._read_strip(read_block, row0, row1, width, strip, strip_valid)
             self._accumulate(strip, strip_valid, col_starts, probs, weight_sum)
             done = (row_starts[i + 1] if i + 1 < len(row_starts) else row1) - row0
             yield self._finish(row0, probs[:, :done, :width], weight_sum[:done, :width], strip_valid[:done, :width])
-            # Rows below `done` overlap the next strip: move them to the top of the buffers.
-            overlap = size - done
-            probs[:, :overlap] = probs[:, done:].clone()
-            weight_sum[:overlap] = weight_sum[done:].clone()
-            probs[:, overlap:] = 0
-            weight_sum[overlap:] = 0
+            _shift_up(probs, done)
+            _shift_up(weight_sum.unsqueeze(0), done)
 
-    def _scaled_strip(
-        self, read_block: BlockReader, row0: int, row1: int, width: int, padded_width: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``[row0, row1)`` scaled into ``(3, window, padded_width)`` on the device (zeros at nodata
-        and padding) with their validity; read and scaled a column chunk at a time."""
-        strip = torch.zeros(3, self.window, padded_width, device=self.device)
-        strip_valid = torch.zeros(self.window, padded_width, dtype=torch.bool, device=self.device)
+    def _read_strip(
+        self, read_block: BlockReader, row0: int, row1: int, width: int, strip: torch.Tensor, strip_valid: torch.Tensor
+    ) -> None:
+        """Fill ``strip`` with rows ``[row0, row1)`` scaled for the model (zeros at nodata and padding)
+        and ``strip_valid`` with their validity; read and scaled a column chunk at a time."""
+        strip.zero_()
+        strip_valid.zero_()
         n = row1 - row0
         for col0 in range(0, width, COLUMN_CHUNK):
             col1 = min(col0 + COLUMN_CHUNK, width)
@@ -129,9 +129,8 @@ class Predictor:
             with np.errstate(all="ignore"):  # nodata values (e.g. -9999) may hit logs; they are zeroed next
                 scaled = self.scaler.transform(raw)
             scaled *= valid
-            strip[:, :n, col0:col1] = torch.from_numpy(scaled).to(self.device)
-            strip_valid[:n, col0:col1] = torch.from_numpy(valid).to(self.device)
-        return strip, strip_valid
+            strip[:, :n, col0:col1] = torch.from_numpy(scaled)
+            strip_valid[:n, col0:col1] = torch.from_numpy(valid)
 
     def _accumulate(
         self, strip: torch.Tensor, strip_valid: torch.Tensor, col_starts: list[int], probs: torch.Tensor, weight_sum: torch.Tensor
@@ -166,3 +165,15 @@ class Predictor:
             classes[:, cols] = torch.where(keep, chunk_classes, NODATA_CLASS).to(torch.uint8).cpu().numpy()
             confidence[:, cols] = torch.where(keep, chunk_conf, 0.0).cpu().numpy()
         return RowBlock(row0, classes, confidence)
+
+
+def _shift_up(buffer: torch.Tensor, rows: int) -> None:
+    """Move rows ``[rows, H)`` of ``buffer (C, H, W)`` to the top in place and zero the rest.
+
+    Copied in steps of at most ``rows`` rows, so source and destination of each step never overlap.
+    """
+    height = buffer.shape[1]
+    for top in range(0, height - rows, rows):
+        step = min(rows, height - rows - top)
+        buffer[:, top : top + step] = buffer[:, top + rows : top + rows + step]
+    buffer[:, height - rows :] = 0

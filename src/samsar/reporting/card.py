@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -14,19 +13,20 @@ import jinja2
 import markdown
 
 from samsar.config import Params
-from samsar.evaluation.plots import plot_history
 from samsar.evaluation.runner import (
     CONFUSION_COUNTS,
     CONFUSION_NORMALIZED,
+    FIGURES,
     OVERLAYS,
+    TRAINING_CURVES,
     adapter_dir,
     directory_bytes,
+    figures_dir,
     read_train_summary,
 )
 from samsar.io import write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
-TRAINING_CURVES = "training_curves.png"
 CARD_MD = "model_card.md"
 CARD_HTML = "model_card.html"
 
@@ -169,20 +169,8 @@ def _forms(metrics: dict) -> list[dict]:
     return forms
 
 
-def _history_figure(params: Params, variant: str, out_dir: Path) -> str | None:
-    path = params.variant_dir(variant) / "history.csv"
-    if not path.is_file():
-        return None
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    plot_history(rows, out_dir / TRAINING_CURVES, title=f"{variant}: training")
-    return TRAINING_CURVES
-
-
 def render_markdown(params: Params, variant: str) -> str:
-    """The model card of ``variant`` as Markdown (figures referenced by file name, beside the card)."""
+    """The model card of ``variant`` as Markdown (figures referenced relative to the card)."""
     from samsar.data.dataset import DatasetInfo, TileDataset
     from samsar.models.artifacts import read_adapter_config
     from samsar.tracking.provenance import git_sha
@@ -193,14 +181,11 @@ def render_markdown(params: Params, variant: str) -> str:
     adapter = read_adapter_config(adapter_path)
     info = DatasetInfo.load(params.processed_dir)
     train_counts = TileDataset(params.processed_dir, "train").class_pixel_counts()
-    out_dir = params.report_dir(variant)
     base = _base(params, adapter)
-    figures = {
-        "history": _history_figure(params, variant, out_dir),
-        "confusion_counts": CONFUSION_COUNTS,
-        "confusion_normalized": CONFUSION_NORMALIZED,
-        "overlays": OVERLAYS,
-    }
+    names = {"history": TRAINING_CURVES, "confusion_counts": CONFUSION_COUNTS,
+             "confusion_normalized": CONFUSION_NORMALIZED, "overlays": OVERLAYS}
+    found = figures_dir(params, variant)
+    figures = {key: f"{FIGURES}/{name}" if (found / name).is_file() else None for key, name in names.items()}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.globals["fmt"] = fmt
@@ -258,7 +243,6 @@ def write_card(params: Params, variant: str) -> Path:
         from samsar.tracking.runs import resume_run
 
         with resume_run(params, run_id) as run:
-            for path in (md_path, html_path, out_dir / TRAINING_CURVES):
-                if path.is_file():
-                    run.log_artifacts(path, "model_card")
+            run.log_artifacts(md_path, "model_card")
+            run.log_artifacts(html_path, "model_card")
     return md_path

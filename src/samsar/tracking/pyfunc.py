@@ -9,9 +9,11 @@ adapter.json records its path and sha256; where that path does not exist, point
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
 import mlflow
 import numpy as np
 from mlflow.models import ModelSignature, infer_signature
@@ -90,6 +92,8 @@ def log_adapter_model(params: Params, run_id: str, adapter_dir: Path) -> str:
     model.load_context(PythonModelContext(artifacts=artifacts, model_config={}))
     example = example_tile(bands=model.predictor.input_bands)
     signature = adapter_signature(model, example)
+    if not sys.stderr.isatty():  # MLflow's download bars while it validates the example
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = store.tracking_uri(params)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -127,7 +131,8 @@ def download_model(uri: str, tracking_uri: str | None = None, dst: Path | None =
     The returned adapter directory loads with ``load_adapter(adapter_dir)`` alone: when the base
     checkpoint was logged with the model, the downloaded adapter.json points at its copy.
 
-    ``tracking_uri`` None uses ``$MLFLOW_TRACKING_URI`` (pass ``store.tracking_uri(params)`` for the project store).
+    ``tracking_uri`` None: MLflow's current one (``mlflow.set_tracking_uri`` or ``$MLFLOW_TRACKING_URI``);
+    pass ``store.tracking_uri(params)`` for the project store.
     """
     dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="samsar-model-"))
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri))

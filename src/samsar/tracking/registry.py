@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -32,6 +31,10 @@ METRIC_PREFIX = "metric."
 CLASS_IOU_PREFIX = METRIC_PREFIX + "per_class_iou."
 
 console = Console()
+
+
+class RegistryError(ValueError):
+    """The registered model lacks what was asked for (a version, the challenger alias)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,8 @@ def promote(params: Params, version: int | None = None, dry_run: bool = False) -
             mlflow_client.set_model_version_tag(name, candidate.version, key, value)
         if decision.promoted:
             mlflow_client.set_registered_model_alias(name, CHAMPION, candidate.version)
+            if champion is not None:
+                mlflow_client.set_model_version_tag(name, champion.version, "promotion.replaced_by", str(candidate.version))
     show(decision)
     return decision
 
@@ -261,10 +266,10 @@ def _candidate(mlflow_client: MlflowClient, name: str, version: int | None) -> M
         try:
             return mlflow_client.get_model_version(name, str(version))
         except MlflowException as exc:
-            raise ValueError(f"registered model '{name}' has no version {version}") from exc
+            raise RegistryError(f"registered model '{name}' has no version {version}") from exc
     challenger = _alias_version(mlflow_client, name, CHALLENGER)
     if challenger is None:
-        raise ValueError(f"registered model '{name}' has no '{CHALLENGER}' alias; run `samsar register` first")
+        raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' alias; run `samsar register` first")
     return challenger
 
 

@@ -4,6 +4,10 @@
 frozen, non-persistent buffers recomputed from the frozen base weights whenever the method is
 applied, so an artifact stores only ``s``. ``s`` starts at the pretrained singular values: the
 model starts out identical to SAM.
+
+Convolutions run factorised (a ``V^T`` convolution, scaling by ``s``, a 1x1 ``U``
+convolution): the gradient of ``s`` then needs no kernel-sized weight gradient. Linears
+rebuild their weight, which is cheaper for the square block matrices.
 """
 
 from __future__ import annotations
@@ -29,18 +33,18 @@ class SvdReconstructed(nn.Module):
             rank = min(matrix.shape)
             u = torch.empty(matrix.shape[0], rank, device="meta")
             s = torch.empty(rank, device="meta")
-            v = torch.empty(matrix.shape[1], rank, device="meta")
+            vh = torch.empty(rank, matrix.shape[1], device="meta")
         else:
             # float64 on the CPU: accurate, and the same bases wherever the model is rebuilt.
             u64, s64, vh64 = torch.linalg.svd(matrix.to("cpu", torch.float64), full_matrices=False)
-            u, s, v = (t.to(matrix.device, torch.float32) for t in (u64, s64, vh64.T.contiguous()))
+            u, s, vh = (t.to(matrix.device, torch.float32) for t in (u64, s64, vh64))
         self.register_buffer("u", u, persistent=False)
-        self.register_buffer("v", v, persistent=False)
+        self.register_buffer("vh", vh, persistent=False)
         self.singular_values = nn.Parameter(s)
 
     def reconstructed_weight(self) -> torch.Tensor:
         """``U diag(s) V^T`` in the layer's weight shape."""
-        return ((self.u * self.singular_values) @ self.v.T).reshape(self.weight_shape)
+        return ((self.u * self.singular_values) @ self.vh).reshape(self.weight_shape)
 
 
 class SvdConv2d(SvdReconstructed):
@@ -56,7 +60,10 @@ class SvdConv2d(SvdReconstructed):
         self.out_channels, self.in_channels, self.kernel_size = conv.out_channels, conv.in_channels, conv.kernel_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.reconstructed_weight().to(x.dtype), self.bias, **self.conv_args)
+        rank = self.singular_values.shape[0]
+        v_kernel = self.vh.reshape(rank, *self.weight_shape[1:]).to(x.dtype)
+        z = F.conv2d(x, v_kernel, None, **self.conv_args) * self.singular_values.to(x.dtype)[:, None, None]
+        return F.conv2d(z, self.u[:, :, None, None].to(x.dtype), self.bias)
 
     def merged(self) -> nn.Conv2d:
         """A plain ``Conv2d`` with the reconstructed kernel."""
