@@ -185,7 +185,7 @@ def bench_variants(quick: bool) -> dict:
                     targets["parser_throughput_vs_decoder_only"]["target"], higher_is_better=True),
               Check("worst merged inference latency / base", targets["merged_latency_vs_base"]["measured"],
                     targets["merged_latency_vs_base"]["target"], higher_is_better=False)]
-    notes = ["measured by bench/variants.py: interleaved rounds, median, wall clock"]
+    notes = ["measured by bench/variants.py: median of interleaved rounds (its clock is in the config line)"]
     return section_result(result["setting"], figures, checks, notes)
 
 
@@ -238,33 +238,36 @@ def bench_cache(quick: bool) -> dict:
 
 def bench_merge(quick: bool) -> dict:
     """Inference latency of parser and lora before and after merge(), beside decoder_only (nothing to merge)."""
+    from bench.variants import interleaved_medians
+
     device = _device()
-    backbone, size, batch, reps = ("tiny", 256, 4, 7) if quick else ("vit_b", 512, 1, 3)
-    images, _ = _batch(batch, size, device)
-
-    @torch.inference_mode()
-    def latency(model) -> float:
-        model(images)  # warm-up
-        times = []
-        for _ in range(reps):
-            start = clock(device)
-            model(images)
-            times.append(clock(device) - start)
-        return statistics.median(times)
-
-    base = latency(_segmenter("decoder_only", backbone, size, device).eval())
-    figures, checks = [{"variant": "decoder_only", "latency_s": round(base, 4)}], []
+    backbone, size, batch, rounds = ("tiny", 256, 4, 10) if quick else ("vit_b", 512, 1, 5)
+    images, labels = _batch(batch, size, device)
+    models = {"decoder_only": _segmenter("decoder_only", backbone, size, device).eval()}
     for variant in ("parser", "lora"):
-        segmenter = _segmenter(variant, backbone, size, device).eval()
-        unmerged = latency(segmenter)
-        segmenter.merge()
-        merged = latency(segmenter)
-        figures.append({"variant": variant, "unmerged_s": round(unmerged, 4), "merged_s": round(merged, 4),
-                        "merged_over_unmerged": round(merged / unmerged, 3), "merged_over_decoder_only": round(merged / base, 3)})
+        models[f"{variant} unmerged"] = _segmenter(variant, backbone, size, device).eval()
+        models[f"{variant} merged"] = _segmenter(variant, backbone, size, device).eval()
+        models[f"{variant} merged"].merge()
+
+    def runner(model):
+        @torch.inference_mode()
+        def forward_seconds(x: torch.Tensor, _labels: torch.Tensor) -> float:
+            start = clock(device)
+            model(x)
+            return clock(device) - start
+
+        return forward_seconds
+
+    latency = interleaved_medians({name: runner(m) for name, m in models.items()}, images, labels, rounds, warmup=1)
+    base = latency["decoder_only"]
+    figures = [{"model": name, "latency_s": round(s, 4), "vs_decoder_only": round(s / base, 3)} for name, s in latency.items()]
+    checks = []
+    for variant in ("parser", "lora"):
+        merged, unmerged = latency[f"{variant} merged"], latency[f"{variant} unmerged"]
         checks.append(Check(f"{variant}: merged / unmerged latency", merged / unmerged, 1.02, higher_is_better=False))
         checks.append(Check(f"{variant}: merged / decoder_only latency", merged / base, 1.02, higher_is_better=False))
-    config = {"backbone": backbone, "image_size": size, "batch": batch, "repetitions": reps, "device": str(device)}
-    return section_result(config, figures, checks, ["median latency of repeated forward passes (inference mode)"])
+    config = {"backbone": backbone, "image_size": size, "batch": batch, "rounds": rounds, "device": str(device)}
+    return section_result(config, figures, checks, ["median of interleaved rounds (bench.variants.interleaved_medians), inference mode"])
 
 
 def bench_predict(quick: bool) -> dict:
@@ -302,7 +305,8 @@ def bench_predict(quick: bool) -> dict:
                         higher_is_better=False))
     config = {"model": "tiny decoder_only, 256 px windows, random init", "overlap": 0.25, "batch_size": batch_size,
               "scenes": "float32 GeoTIFF, EPSG:32633, 10 m pixels", "device": str(_device())}
-    notes = ["tiny model on CPU: a ViT-B window takes seconds here", "peak memory = child-process ru_maxrss"]
+    notes = ["tiny model on CPU: a ViT-B window takes seconds here",
+             "peak memory = the child process's peak RSS (VmHWM; its ru_maxrss would include the parent's RSS at fork)"]
     return section_result(config, figures, checks, notes)
 
 
@@ -352,7 +356,17 @@ def predict_child(adapter: str, scene: str, output: str, batch_size: str, clock_
     throughput = result.windows / seconds
     print(json.dumps({"windows": result.windows, "seconds": round(seconds, 2), "windows_per_s": round(throughput, 2),
                       "forward_windows_per_s": round(bare, 2), "fraction_of_forward": round(throughput / bare, 3),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                      "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM). Unlike ``ru_maxrss``, it does not include the
+    parent's resident size at fork, which Linux carries over into an exec'd child's ru_maxrss."""
+    try:
+        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+        return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, StopIteration):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def bench_gpu(quick: bool) -> dict:

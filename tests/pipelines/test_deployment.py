@@ -99,7 +99,7 @@ def test_all_variants_flow_fills_the_store_and_registry(prefect_server, tiny_pro
                         "reasons": ["first model: no champion yet"]}
     assert client.get_model_version("samsar-e2e", best.version).tags["promotion.decision"] == "promoted"
 
-    mlflow.set_tracking_uri(store.tracking_uri(params))
-    model = mlflow.pyfunc.load_model("models:/samsar-e2e@champion")
+    with store.as_process_default(store.tracking_uri(params)):
+        model = mlflow.pyfunc.load_model("models:/samsar-e2e@champion")
     class_map = model.predict(np.random.default_rng(0).gamma(1.0, 1.0, (50, 70)).astype(np.float32))
     assert class_map.shape == (50, 70) and class_map.max() < 3

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -83,9 +84,11 @@ def test_signature_is_a_tensor_of_any_size_with_the_trained_band_count(adapter_p
     params = adapter_project
     with training_run(params, "decoder_only") as run:
         uri = run.log_adapter_model(params.variant_dir("decoder_only") / "adapter")
-    import mlflow
-
-    info = mlflow.models.get_model_info(uri)
+    # Logging borrowed MLflow's process-wide URI and gave it back.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() != store.tracking_uri(params)
+    with store.as_process_default(store.tracking_uri(params)):
+        info = mlflow.models.get_model_info(uri)
     spec = info.signature.inputs.inputs[0]
     assert spec.shape == (-1, -1) and spec.type == np.dtype("float32")
     assert info.signature.outputs.inputs[0].type == np.dtype("uint8")

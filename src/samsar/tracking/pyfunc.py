@@ -8,6 +8,7 @@ adapter.json records its path and sha256; where that path does not exist, point
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -94,10 +95,7 @@ def log_adapter_model(params: Params, run_id: str, adapter_dir: Path) -> str:
     signature = adapter_signature(model, example)
     if not sys.stderr.isatty():  # MLflow's download bars while it validates the example
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = store.tracking_uri(params)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with store.as_process_default(store.tracking_uri(params)), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=store.PYFUNC_MODEL_NAME,
             python_model=str(ENTRY_POINT),
@@ -135,7 +133,8 @@ def download_model(uri: str, tracking_uri: str | None = None, dst: Path | None =
     pass ``store.tracking_uri(params)`` for the project store.
     """
     dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="samsar-model-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri))
+    with store.as_process_default(tracking_uri) if tracking_uri else contextlib.nullcontext():
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     flavor = mlflow.models.Model.load(local).flavors.get("python_function", {})
     paths = {key: local / info["path"] for key, info in flavor.get("artifacts", {}).items()}
     if ADAPTER_KEY not in paths:

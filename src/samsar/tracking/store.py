@@ -8,11 +8,15 @@ or ``tracking.tracking_uri`` in params.yaml point everything at a server instead
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -56,6 +60,38 @@ def client(params: Params) -> MlflowClient:
     """An MLflow client for the project's tracking store (also its model registry)."""
     uri = tracking_uri(params)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_process_defaults_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def as_process_default(uri: str) -> Iterator[str]:
+    """Make ``uri`` MLflow's process-wide tracking and registry URI for the block.
+
+    For MLflow APIs that only use those (``mlflow.pyfunc.log_model``, resolving ``models:/``
+    URIs). Restores the previous URIs and the ``MLFLOW_*_URI`` environment variables that MLflow
+    sets, so later runs of the same process are not sent to this store; threads take turns.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _process_defaults_lock:
+        saved_uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+        saved_env = {key: os.environ.get(key) for key in _URI_ENV}
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(saved_uris[0])
+            mlflow.set_registry_uri(saved_uris[1])
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def ensure_experiment(mlflow_client: MlflowClient, params: Params) -> str:

@@ -27,7 +27,6 @@ Use in the training loop (drop-in for ``augment_batch`` + ``segmenter(images)``)
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -94,9 +93,12 @@ class FeatureCache:
 
     def store(self, tile_key: str, code: int, features: torch.Tensor) -> None:
         """Write one tile's features ``(h, w, C)`` as fp16 (atomically: concurrent writers are safe)."""
+        half = features.detach().to("cpu", torch.float16)
+        if not torch.isfinite(half).all():
+            raise ValueError(f"trunk features of tile {tile_key} overflow float16 (|x| > 65504); set train.feature_cache: false")
         with atomic_path(self.path(tile_key, code)) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, features.detach().to("cpu", torch.float16).numpy())
+                np.save(f, half.numpy())
 
 
 def tile_key(image: torch.Tensor) -> str:
