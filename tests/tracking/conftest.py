@@ -35,6 +35,7 @@ def _make_params(root: Path, **overrides) -> Params:
 def _no_external_tracking(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
 
 
 @pytest.fixture(scope="session")

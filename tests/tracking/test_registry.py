@@ -4,6 +4,8 @@ The gate reads only version tags, so these tests stand in for trained adapters w
 hold an (empty) logged model; tests/tracking/test_pyfunc.py loads a real adapter.
 """
 
+import json
+
 import pytest
 import yaml
 
@@ -119,8 +121,19 @@ def test_register_and_promote_picks_best_new_version_and_is_idempotent(params):
     best = next(v for v in versions if v.tags["variant"] == "lora")
     assert aliases(params) == {"challenger": best.version, "champion": best.version}
     assert decision.promoted and decision.version == int(best.version)
+    report = json.loads(params.path("reports/registry.json").read_text())
+    assert report["versions"] == {v.tags["variant"]: int(v.version) for v in versions}
+    assert report["aliases"] == {"challenger": int(best.version), "champion": int(best.version)}
+    assert report["decision"]["promoted"] is True
     assert registry.register_and_promote(params) is None
     assert len(client.search_model_versions("name='samsar-testset'")) == 2
+    assert json.loads(params.path("reports/registry.json").read_text())["new_versions"] == []
+
+
+def test_register_with_tracking_disabled_records_it(tmp_path, make_params):
+    params = make_params(tmp_path, tracking={"enabled": False})
+    assert registry.register_and_promote(params) is None
+    assert json.loads(params.path("reports/registry.json").read_text()) == {"tracking": "disabled"}
 
 
 def test_variant_without_metrics_is_not_registered(params):

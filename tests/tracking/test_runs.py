@@ -103,3 +103,13 @@ def test_data_hash_from_dvc_lock_then_manifest_then_unknown(params, tmp_path):
     }}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert provenance.data_hash(params) == ("abc123.dir", "dvc.lock")
+
+
+def test_unreachable_tracking_at_failure_keeps_the_original_error(params, monkeypatch):
+    def server_down(*args, **kwargs):
+        raise ConnectionError("tracking server down")
+
+    with pytest.raises(KeyError, match="the real problem"):
+        with training_run(params, "lora") as run:
+            monkeypatch.setattr(run.client, "log_batch", server_down)
+            raise KeyError("the real problem")

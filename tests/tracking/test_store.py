@@ -9,6 +9,15 @@ def test_default_store_is_sqlite_under_project_root(params, tmp_path):
     assert Path(uri.removeprefix("sqlite:///")).is_absolute()
 
 
+def test_dvc_experiment_copies_share_the_main_project_store(tmp_path, monkeypatch, make_params):
+    main, copy = tmp_path / "main", tmp_path / "main" / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.setenv("DVC_ROOT", str(main))  # what DVC sets for stages of experiments run in temp copies
+    params = make_params(copy)
+    assert store.tracking_uri(params) == f"sqlite:///{(main / 'mlflow' / 'mlflow.db').resolve()}"
+    assert store.artifact_root(params) == (main / "mlflow" / "artifacts").resolve()
+
+
 def test_env_and_params_point_at_a_server(tmp_path, monkeypatch, make_params):
     configured = make_params(tmp_path, tracking={"tracking_uri": "http://127.0.0.1:5999"})
     assert store.tracking_uri(configured) == "http://127.0.0.1:5999"

@@ -94,8 +94,8 @@ class SceneReader:
 class RowWriter:
     """A single-band tiled, compressed GeoTIFF written top to bottom.
 
-    Rows arrive in bands of any height; they are buffered and written in whole tile rows so
-    each compressed tile is written exactly once.
+    Rows arrive in bands of any height; they are copied into a buffer one tile high and
+    written in whole tile rows, so each compressed tile is written exactly once.
     """
 
     def __init__(
@@ -123,23 +123,25 @@ class RowWriter:
             self._ds = rasterio.open(path, "w", **profile)
         if colormap is not None:
             self._ds.write_colormap(1, colormap)
-        self._pending: list[np.ndarray] = []
-        self._next_row = 0  # first row not yet written to the file
-        self.height = height
+        self._buffer = np.empty((min(TILE, height), width), dtype=dtype)
+        self._buffered = 0  # rows in the buffer
+        self._written = 0  # rows already in the file
 
     def write(self, rows: np.ndarray) -> None:
         """Append the next band of rows ``(n, W)``."""
-        self._pending.append(rows)
-        buffered = sum(len(r) for r in self._pending)
-        if buffered >= TILE or self._next_row + buffered == self.height:
-            self._flush(final=self._next_row + buffered == self.height)
+        while len(rows):
+            take = min(len(rows), len(self._buffer) - self._buffered)
+            self._buffer[self._buffered : self._buffered + take] = rows[:take]
+            self._buffered += take
+            rows = rows[take:]
+            if self._buffered == len(self._buffer) or self._written + self._buffered == self._ds.height:
+                self._flush()
 
-    def _flush(self, final: bool) -> None:
-        rows = np.concatenate(self._pending)
-        n = len(rows) if final else len(rows) // TILE * TILE
-        self._ds.write(rows[:n], 1, window=Window(0, self._next_row, rows.shape[1], n))
-        self._next_row += n
-        self._pending = [rows[n:]] if n < len(rows) else []
+    def _flush(self) -> None:
+        n, width = self._buffered, self._buffer.shape[1]
+        self._ds.write(self._buffer[:n], 1, window=Window(0, self._written, width, n))
+        self._written += n
+        self._buffered = 0
 
     def close(self) -> None:
         self._ds.close()

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from samsar.config import Params
+from samsar.io import write_json
 from samsar.tracking import store
 from samsar.tracking.provenance import UNKNOWN
 
@@ -163,11 +164,20 @@ def _ensure_registered_model(mlflow_client: MlflowClient, name: str) -> None:
         mlflow_client.create_registered_model(name, description="samsar adapters for this dataset; see alias champion.")
 
 
+REGISTRY_REPORT = "reports/registry.json"
+
+
 def register_and_promote(params: Params, variants: list[str] | None = None) -> Decision | None:
     """Register each evaluated variant, make the best new version the challenger, run the gate.
 
-    Returns the promotion decision, or ``None`` when nothing new was registered.
+    Writes ``reports/registry.json`` (versions per variant, aliases, this decision). Returns the
+    promotion decision, or ``None`` when nothing new was registered or tracking is off.
     """
+    report = params.path(REGISTRY_REPORT)
+    if not params.tracking.enabled:
+        console.print("tracking.enabled is false: nothing registered")
+        write_json(report, {"tracking": "disabled"})
+        return None
     mlflow_client = store.client(params)
     name = store.model_name(params)
     metric_key = METRIC_PREFIX + params.promotion.metric
@@ -175,14 +185,25 @@ def register_and_promote(params: Params, variants: list[str] | None = None) -> D
     before = {mv.version for mv in mlflow_client.search_model_versions(f"name='{name}'")}
     versions = [mv for variant in (variants or params.variants) if (mv := register_variant(params, variant, mlflow_client))]
     new = [mv for mv in versions if mv.version not in before]
-    if not new:
+    decision = None
+    if new:
+        best = max(new, key=lambda mv: float(mv.tags.get(metric_key, "-inf")))
+        mlflow_client.set_registered_model_alias(name, CHALLENGER, best.version)
+        console.print(f"{name}: registered version(s) {', '.join(str(mv.version) for mv in new)}; "
+                      f"challenger = version {best.version} ({best.tags.get('variant')})")
+        decision = promote(params)
+    else:
         console.print(f"{name}: nothing new to register")
-        return None
-    best = max(new, key=lambda mv: float(mv.tags.get(metric_key, "-inf")))
-    mlflow_client.set_registered_model_alias(name, CHALLENGER, best.version)
-    console.print(f"{name}: registered version(s) {', '.join(str(mv.version) for mv in new)}; "
-                  f"challenger = version {best.version} ({best.tags.get('variant')})")
-    return promote(params)
+    write_json(report, {
+        "model": name,
+        "tracking_uri": mlflow_client.tracking_uri,
+        "versions": {mv.tags.get("variant"): int(mv.version) for mv in versions},
+        "new_versions": sorted(int(mv.version) for mv in new),
+        "aliases": {alias: int(version) for alias, version in mlflow_client.get_registered_model(name).aliases.items()},
+        "decision": None if decision is None else {"version": decision.version, "promoted": decision.promoted,
+                                                   "compared_to": decision.champion_version, "reasons": decision.reasons},
+    })
+    return decision
 
 
 def _alias_version(mlflow_client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,6 +21,9 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
 import samsar
 from samsar.config import Params
 from samsar.tracking import provenance, store
+
+log = logging.getLogger(__name__)
+
 
 class RunHandle:
     """Logging into one MLflow run; every method is a no-op when tracking is disabled (``run_id`` None)."""
@@ -160,8 +164,11 @@ def _ending_run(handle: RunHandle) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        handle.set_tags({"error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
-        handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+        try:
+            handle.set_tags({"error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
+            handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+        except Exception as tracking_exc:  # e.g. the server is the thing that failed: report the original error
+            log.warning("could not mark MLflow run %s as FAILED: %s", handle.run_id, tracking_exc)
         raise
     handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
 

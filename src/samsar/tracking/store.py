@@ -1,9 +1,10 @@
 """Where MLflow tracking data lives: the project's SQLite store, or a tracking server.
 
 The default store is ``sqlite:///<root>/mlflow/mlflow.db`` with artifacts under
-``<root>/mlflow/artifacts``. Paths are absolute, resolved from ``params.root``, so runs started
-from DVC experiment temp directories land in the same project store. ``$MLFLOW_TRACKING_URI``
-or ``tracking.tracking_uri`` in params.yaml point everything at a server instead.
+``<root>/mlflow/artifacts``, absolute paths from the project root: ``$DVC_ROOT`` when DVC runs
+the stage (for experiments run in temporary copies, DVC points it at the main repository, so
+their runs land in the one project store), else the folder of params.yaml.
+``$MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` point everything at a server instead.
 """
 
 from __future__ import annotations
@@ -26,12 +27,17 @@ STORE_DB = Path("mlflow/mlflow.db")
 PYFUNC_MODEL_NAME = "model"  # name of the adapter's pyfunc model inside its training run
 
 
+def project_root(params: Params) -> Path:
+    """Root of the project that owns the store: ``$DVC_ROOT`` under DVC, else ``params.root``."""
+    return Path(os.environ.get("DVC_ROOT") or params.root).resolve()
+
+
 def tracking_uri(params: Params) -> str:
     """The tracking URI: ``$MLFLOW_TRACKING_URI``, else params, else the project's SQLite file."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.tracking_uri
     if uri:
         return uri
-    db = params.path(STORE_DB).resolve()
+    db = project_root(params) / STORE_DB
     db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"
 
@@ -43,7 +49,7 @@ def is_local_store(uri: str) -> bool:
 
 def artifact_root(params: Params) -> Path:
     """Absolute artifact directory of the local store."""
-    return params.path(params.tracking.artifact_dir).resolve()
+    return project_root(params) / params.tracking.artifact_dir
 
 
 def experiment_name(params: Params) -> str:
