@@ -31,8 +31,8 @@ class ClassCounter:
         self.counts = np.zeros(num_classes, dtype=np.int64)
 
     def add(self, classes: np.ndarray) -> None:
-        values = classes[classes != NODATA_CLASS]
-        self.counts += np.bincount(values.ravel(), minlength=len(self.counts))[: len(self.counts)]
+        """Count a band of class indices (``NODATA_CLASS`` pixels are not counted)."""
+        self.counts += np.bincount(classes.ravel(), minlength=256)[: len(self.counts)]
 
     @property
     def total(self) -> int:
@@ -44,15 +44,19 @@ class PreviewSampler:
 
     def __init__(self, height: int, width: int, max_side: int = PREVIEW_MAX_SIDE) -> None:
         self.step = max(1, math.ceil(max(height, width) / max_side))
-        self._rows: list[np.ndarray] = []
+        # Allocated once: small per-band copies kept alive between large temporaries would
+        # fragment the heap and let resident memory creep up with the scene height.
+        self._classes = np.full((math.ceil(height / self.step), math.ceil(width / self.step)), NODATA_CLASS, dtype=np.uint8)
 
     def add(self, row0: int, classes: np.ndarray) -> None:
         first = -row0 % self.step  # first row in this band whose scene row is a multiple of step
-        self._rows.append(classes[first :: self.step, :: self.step].copy())  # a copy: a view would keep the band alive
+        sampled = classes[first :: self.step, :: self.step]
+        top = (row0 + first) // self.step
+        self._classes[top : top + len(sampled)] = sampled
 
     def write_png(self, path: Path, colors: Sequence[Sequence[int]]) -> None:
         """Coloured RGBA PNG; nodata is transparent."""
-        classes = np.concatenate(self._rows)
+        classes = self._classes
         palette = np.zeros((256, 4), dtype=np.uint8)
         for index, rgba in colormap(colors).items():
             palette[index] = rgba

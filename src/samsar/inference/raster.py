@@ -19,8 +19,8 @@ from samsar.inference.errors import PredictError
 
 # GDAL's block cache defaults to a share of RAM and would otherwise keep every block of a
 # large scene once read; prediction reads each block row about twice in a row (strips overlap),
-# so a cache of a couple of block rows suffices.
-GDAL_CACHE_MB = 32
+# so a cache of about one block row suffices.
+GDAL_CACHE_MB = 16
 TILE = 256
 
 
