@@ -228,12 +228,30 @@ def bench_cache(quick: bool) -> dict:
                 cached.append(clock(device) - start)
         speedup = statistics.mean(uncached) / statistics.mean(cached)
         figures.append({"variant": variant, "uncached_epoch_s": round(statistics.mean(uncached), 3),
-                        "cache_fill_s": round(fill, 3), "cached_epoch_s": round(statistics.mean(cached), 4), "speedup": round(speedup, 2)})
+                        "cache_fill_s": round(fill, 3), "cached_epoch_s": round(statistics.mean(cached), 4), "speedup": round(speedup, 2),
+                        "flop_bound": round(cache_speedup_bound(variant, backbone, size), 2)})
         checks.append(Check(f"{variant}: cached epoch speed-up", speedup, 10.0, higher_is_better=True))
         del segmenter, optimizer
     config = {"backbone": backbone, "image_size": size, "tiles": n_tiles, "epochs": epochs, "batch": batch, "device": str(device)}
-    notes = ["cache filled once (no augmentation) before the cached epochs; fill time is the one-off trunk pass"]
+    notes = ["cache filled once (no augmentation) before the cached epochs; fill time is the one-off trunk pass",
+             "flop_bound: 1 + trunk forward FLOPs / (neck + head forward and backward FLOPs), the most any trunk cache can "
+             "gain (matmul/conv FLOPs, FlopCounterMode)"]
     return section_result(config, figures, checks, notes)
+
+
+def cache_speedup_bound(variant: str, backbone: str, size: int) -> float:
+    """Amdahl bound of the trunk cache: what still runs on cached features is the neck and head,
+    forward and backward. Counted on the meta device (shapes only, no compute)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from samsar.models.variants import build_segmenter
+
+    segmenter = build_segmenter(variant, backbone=backbone, image_size=size, num_classes=NUM_CLASSES, device="meta")
+    with FlopCounterMode(display=False) as trunk, torch.no_grad():
+        features = segmenter.trunk_features(torch.empty(1, 3, size, size, device="meta"))
+    with FlopCounterMode(display=False) as head:
+        segmenter.forward_from_trunk(features).sum().backward()
+    return 1.0 + trunk.get_total_flops() / head.get_total_flops()
 
 
 def bench_merge(quick: bool) -> dict:
@@ -305,7 +323,7 @@ def bench_predict(quick: bool) -> dict:
                         higher_is_better=False))
     config = {"model": "tiny decoder_only, 256 px windows, random init", "overlap": 0.25, "batch_size": batch_size,
               "scenes": "float32 GeoTIFF, EPSG:32633, 10 m pixels", "device": str(_device())}
-    notes = ["tiny model on CPU: a ViT-B window takes seconds here",
+    notes = ["tiny model (on CPU a ViT-B window takes seconds)",
              "fraction_of_forward: time in the model calls (forward + softmax) / the predict run (open, read, scale, "
              "blend, write, preview, areas) on the same batches; seconds exclude the one-off model loading (load_s)",
              "peak memory = the child process's peak RSS (VmHWM; its ru_maxrss would include the parent's RSS at fork)"]
@@ -347,22 +365,23 @@ def predict_child(adapter: str, scene: str, output: str, batch_size: str, clock_
     from samsar.inference.predictor import Predictor
 
     set_clock(clock_kind)
+    device = _device()
     spent = {"model_calls": 0.0, "loading": 0.0}
 
     def timed(function, key):
         def wrapper(*args, **kwargs):
-            start = clock()
+            start = clock(device)
             result = function(*args, **kwargs)
-            spent[key] += clock() - start
+            spent[key] += clock(device) - start
             return result
 
         return wrapper
 
     Predictor.window_probabilities = timed(Predictor.window_probabilities, "model_calls")
     predict.load_model = timed(predict.load_model, "loading")
-    start = clock()
-    result = predict.predict_scene(adapter, scene, output, batch_size=int(batch_size), device="cpu")
-    seconds = clock() - start - spent["loading"]
+    start = clock(device)
+    result = predict.predict_scene(adapter, scene, output, batch_size=int(batch_size), device=str(device))
+    seconds = clock(device) - start - spent["loading"]
     print(json.dumps({"windows": result.windows, "load_s": round(spent["loading"], 2), "seconds": round(seconds, 2),
                       "windows_per_s": round(result.windows / seconds, 2),
                       "forward_windows_per_s": round(result.windows / spent["model_calls"], 2),

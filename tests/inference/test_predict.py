@@ -150,7 +150,7 @@ def test_registry_uri_errors_become_predict_errors(tmp_path, monkeypatch):
         resolve_model("models:/samsar-x@champion")
 
 
-def test_predict_from_a_registered_model(tmp_path, intensity_adapter):
+def test_predict_from_a_registered_model(tmp_path, intensity_adapter, monkeypatch):
     """models:/NAME@ALIAS is downloaded from the project's tracking store and predicts like the directory."""
     import mlflow
     import yaml
@@ -165,6 +165,8 @@ def test_predict_from_a_registered_model(tmp_path, intensity_adapter):
         "tracking": {"system_metrics": False},
     }))
     params = load_params(tmp_path / "params.yaml")
+    # Registering a logged model resolves its models:/m-... source through the default store.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(params))
     client = mlflow.MlflowClient(tracking_uri(params), registry_uri=tracking_uri(params))
     run_id = client.create_run(client.create_experiment("samsar-reg")).info.run_id
     model_uri = log_adapter_model(params, run_id, intensity_adapter)

@@ -49,6 +49,7 @@ class PreviewSampler:
         self._classes = np.full((math.ceil(height / self.step), math.ceil(width / self.step)), NODATA_CLASS, dtype=np.uint8)
 
     def add(self, row0: int, classes: np.ndarray) -> None:
+        """Sample the band of rows starting at scene row ``row0``."""
         first = -row0 % self.step  # first row in this band whose scene row is a multiple of step
         sampled = classes[first :: self.step, :: self.step]
         top = (row0 + first) // self.step
@@ -56,11 +57,10 @@ class PreviewSampler:
 
     def write_png(self, path: Path, colors: Sequence[Sequence[int]]) -> None:
         """Coloured RGBA PNG; nodata is transparent."""
-        classes = self._classes
         palette = np.zeros((256, 4), dtype=np.uint8)
         for index, rgba in colormap(colors).items():
             palette[index] = rgba
-        Image.fromarray(palette[classes]).save(path, format="PNG")
+        Image.fromarray(palette[self._classes]).save(path, format="PNG")
 
 
 def write_area_table(
