@@ -3,7 +3,8 @@
 import base64
 
 from samsar.models.variants import VARIANTS
-from samsar.reporting.card import fmt, human_bytes, method_description, render_html
+from samsar.evaluation.metrics import format_metric
+from samsar.reporting.card import human_bytes, method_description, render_html
 
 
 def test_html_inlines_local_png_figures(tmp_path):
@@ -16,7 +17,7 @@ def test_html_inlines_local_png_figures(tmp_path):
 
 
 def test_formatting_helpers():
-    assert fmt(None) == "n/a" and fmt(float("nan")) == "n/a" and fmt(0.12345) == "0.123"
+    assert format_metric(None) == "n/a" and format_metric(float("nan")) == "n/a" and format_metric(0.12345) == "0.123"
     assert human_bytes(512) == "512 B" and human_bytes(1536) == "1.5 KiB" and human_bytes(3 * 2**20) == "3.0 MiB"
 
 

@@ -115,3 +115,10 @@ def segmentation_metrics(cm: np.ndarray, class_names: Sequence[str], background:
         "description": f"CWSAM reference form: pixels whose truth or prediction is '{background}' dropped",
     }
     return result
+
+
+def format_metric(value: float | None, digits: int = 3) -> str:
+    """A metric for tables and logs: fixed decimals, ``n/a`` when undefined (None or NaN)."""
+    if value is None or value != value:
+        return "n/a"
+    return f"{value:.{digits}f}"

@@ -1,6 +1,6 @@
 """Windowed raster reading and writing for scene prediction (GeoTIFF, TIFF, PNG, BMP in; GeoTIFF out).
 
-Scenes are read and written a band of rows at a time so memory does not grow with the scene.
+Scenes are read in blocks and written in bands of rows, so memory does not grow with the scene.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def gdal_env() -> rasterio.Env:
 
 
 class SceneReader:
-    """A raster scene opened for reading bands of rows: ``(raw, valid)`` per band."""
+    """A raster scene opened for reading blocks: ``(raw, valid)`` per block, plus its georeference."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -45,7 +45,6 @@ class SceneReader:
                 f"{self.path}: cannot be read as a raster image ({exc}); pass a GeoTIFF, TIFF, PNG or BMP scene"
             ) from exc
         self.height, self.width, self.count = self._ds.height, self._ds.width, self._ds.count
-        self.nodata = self._ds.nodata
         self.crs = self._ds.crs
         transform = self._ds.transform
         self.georeferenced = self.crs is not None or transform != Affine.identity()

@@ -13,6 +13,7 @@ import jinja2
 import markdown
 
 from samsar.config import Params
+from samsar.evaluation.metrics import format_metric as fmt
 from samsar.evaluation.runner import (
     CONFUSION_COUNTS,
     CONFUSION_NORMALIZED,
@@ -29,13 +30,6 @@ from samsar.io import write_text
 TEMPLATES = Path(__file__).parent / "templates"
 CARD_MD = "model_card.md"
 CARD_HTML = "model_card.html"
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A metric for a table: fixed decimals, ``n/a`` when undefined."""
-    if value is None or value != value:  # None or NaN
-        return "n/a"
-    return f"{value:.{digits}f}"
 
 
 def human_bytes(n: int) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from samsar.config import Params
 from samsar.io import write_text
-from samsar.reporting.card import fmt, human_bytes
+from samsar.evaluation.metrics import format_metric as fmt
+from samsar.reporting.card import human_bytes
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ from tqdm import tqdm
 
 from samsar.io import atomic_path, write_json
 
-DEFAULT_CACHE_DIR = Path(".cache/features")
 DIHEDRAL_CODES = tuple(range(8))
 FORMAT_VERSION = 1
 
@@ -83,20 +82,21 @@ class FeatureCache:
             )
         return cls(cache_dir, trunk_id(segmenter))
 
-    def path(self, tile_key: str, code: int) -> Path:
-        return self.root / f"{tile_key}-d{code}.npy"
+    def path(self, key: str, code: int) -> Path:
+        """File of tile ``key`` (see :func:`tile_key`) under dihedral transform ``code``."""
+        return self.root / f"{key}-d{code}.npy"
 
-    def load(self, tile_key: str, code: int) -> np.ndarray | None:
+    def load(self, key: str, code: int) -> np.ndarray | None:
         """Memory-mapped fp16 features, or None when not cached yet."""
-        path = self.path(tile_key, code)
+        path = self.path(key, code)
         return np.load(path, mmap_mode="r") if path.is_file() else None
 
-    def store(self, tile_key: str, code: int, features: torch.Tensor) -> None:
+    def store(self, key: str, code: int, features: torch.Tensor) -> None:
         """Write one tile's features ``(h, w, C)`` as fp16 (atomically: concurrent writers are safe)."""
         half = features.detach().to("cpu", torch.float16)
         if not torch.isfinite(half).all():
-            raise ValueError(f"trunk features of tile {tile_key} overflow float16 (|x| > 65504); set train.feature_cache: false")
-        with atomic_path(self.path(tile_key, code)) as tmp:
+            raise ValueError(f"trunk features of tile {key} overflow float16 (|x| > 65504); set train.feature_cache: false")
+        with atomic_path(self.path(key, code)) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, half.numpy())
 

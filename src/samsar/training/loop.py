@@ -25,10 +25,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
+from rich.console import Console
 from tqdm import tqdm
 
 from samsar.config import Params
-from samsar.evaluation.metrics import segmentation_metrics
+from samsar.evaluation.metrics import format_metric, segmentation_metrics
 from samsar.evaluation.tiles import autocast_for, dataset_confusion, tile_logits
 from samsar.io import write_json, write_text
 from samsar.training.augment import augment_batch
@@ -164,9 +165,9 @@ class Trainer:
         state = self._restore() if resume else TrainState()
         if tracker is not None:
             state.mlflow_run_id = tracker.run_id or ""
+        # Trunk features are cached on first use rather than warmed up front: a short, time-capped
+        # run draws only part of the 8 dihedral versions of each tile.
         session_start = time.perf_counter()
-        if self.cached is not None:
-            self.cached.warm(self.cfg.batch_size)
 
         def elapsed() -> float:
             return state.elapsed + time.perf_counter() - session_start
@@ -374,6 +375,11 @@ class Trainer:
         save_adapter(self.segmenter, self.out_dir / "adapter", self._adapter_meta())
         self._write_history(state.history)
         write_json(self.out_dir / "train_summary.json", summary)
+        Console(stderr=True).print(
+            f"train {self.variant}: best val mIoU {format_metric(summary['best_val_mIoU'])} at epoch {summary['best_epoch']}, "
+            f"{summary['steps']} steps in {summary['train_seconds']:.0f} s (stopped by {state.stop_reason}) "
+            f"-> {self.out_dir / 'adapter'}"
+        )
         if tracker is not None:
             tracker.log_metrics({"best_val_mIoU": summary["best_val_mIoU"] or 0.0, "train_seconds": summary["train_seconds"],
                                  "n_trainable_params": summary["n_trainable_params"]})
