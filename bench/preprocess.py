@@ -3,7 +3,7 @@
 Generates a float32 GeoTIFF intensity scene plus a uint8 label GeoTIFF of each size (written
 strip by strip), then runs ``prepare`` + ``preprocess`` (``data.source: scene``) on each in a
 fresh child process. Reports MB/s of raw input for ``preprocess`` (and ``prepare``'s checking
-pass) and the child's peak resident memory (``ru_maxrss``). Windowed reading should keep memory
+pass) and the child's peak resident memory (VmHWM). Windowed reading should keep memory
 set by the tile, not the scene: target peak(large) / peak(small) <= 1.5.
 
     .venv/bin/python -m bench.preprocess [--sizes 2048 8192] [--output bench/results_preprocess.json]
@@ -34,6 +34,8 @@ from rich.table import Table
 
 from samsar.io import write_json
 
+ROOT = Path(__file__).resolve().parents[1]
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results_preprocess.json"
 MEMORY_RATIO_TARGET = 1.5
@@ -43,7 +45,8 @@ CLASSES = ["building", "vegetation", "water", "road", "background"]
 # Runs in the child: prepare + preprocess, timing each, then the child's own peak RSS (KiB on Linux).
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
+    from bench.memory import peak_rss_mb
     from samsar.config import load_params
     from samsar.data.prepare import prepare
     from samsar.data.preprocess import preprocess
@@ -52,7 +55,7 @@ CHILD = textwrap.dedent(
     t1 = time.perf_counter(); preprocess(params)
     t2 = time.perf_counter()
     print(json.dumps({"prepare_s": t1 - t0, "preprocess_s": t2 - t1,
-                      "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "peak_rss_mb": peak_rss_mb()}))
     """
 )
 
@@ -106,7 +109,7 @@ def measure(size: int, workdir: Path) -> dict:
         image, label = write_scene(folder, size)
     params = write_params(folder, image, label, size)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", CHILD, str(params)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", CHILD, str(params)], capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"preprocess of the {size}px scene failed:\n{result.stderr}")
@@ -121,7 +124,7 @@ def measure(size: int, workdir: Path) -> dict:
         "preprocess_s": round(child["preprocess_s"], 2),
         "prepare_mb_per_s": round(raw_mb / child["prepare_s"], 1),
         "preprocess_mb_per_s": round(raw_mb / child["preprocess_s"], 1),
-        "peak_rss_mb": round(child["peak_rss_kib"] / 1024, 1),
+        "peak_rss_mb": child["peak_rss_mb"],
         "child_wall_s": round(wall, 2),
     }
 

@@ -24,7 +24,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from bench.memory import peak_rss_mb
 from samsar.io import write_json
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -386,16 +386,6 @@ def predict_child(adapter: str, scene: str, output: str, batch_size: str, clock_
                       "windows_per_s": round(result.windows / seconds, 2),
                       "forward_windows_per_s": round(result.windows / spent["model_calls"], 2),
                       "fraction_of_forward": round(spent["model_calls"] / seconds, 3), "peak_rss_mb": peak_rss_mb()}))
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (VmHWM). Unlike ``ru_maxrss``, it does not include the
-    parent's resident size at fork, which Linux carries over into an exec'd child's ru_maxrss."""
-    try:
-        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-        return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, StopIteration):
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def bench_gpu(quick: bool) -> dict:
