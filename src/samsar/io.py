@@ -1,8 +1,10 @@
-"""Atomic file writing: outputs appear complete or not at all."""
+"""File helpers: atomic writes (outputs appear complete or not at all) and content hashing."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -45,3 +47,19 @@ def write_text(target: Path | str, text: str) -> None:
 def write_json(target: Path | str, obj: Any) -> None:
     """Write JSON (indented, sorted keys) atomically."""
     write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (cached per path, size and modification time)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:  # size, mtime_ns: cache key only
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -12,7 +12,7 @@ from samsar.config import SplitConfig
 from samsar.data.prepare import prepare
 from samsar.data.preprocess import preprocess
 from samsar.data.splits import assign_splits
-from samsar.data.tiling import block_edges
+from samsar.data.tiling import block_edges, window_starts
 
 
 def test_assignment_is_seeded_and_proportional():
@@ -123,3 +123,19 @@ def test_small_image_is_padded_to_a_full_tile(tmp_path, params_factory):
     assert image.shape == (3, 64, 64) and (image[:, 40:, :] == 0).all() and (image[:, :, 50:] == 0).all()
     notes = json.loads((params.processed_dir / "dataset.json").read_text())["notes"]
     assert any("padded" in n for n in notes)
+
+
+@pytest.mark.parametrize("length,window,stride", [(500, 64, 48), (300, 64, 48), (64, 64, 48), (65, 64, 48), (1000, 256, 192), (257, 256, 1)])
+def test_windows_cover_every_pixel_and_stay_inside(length, window, stride):
+    starts = window_starts(length, window, stride)
+    covered = np.zeros(length, dtype=int)
+    for s in starts:
+        assert 0 <= s and s + window <= length
+        covered[s : s + window] += 1
+    assert covered.min() >= 1
+    assert starts[-1] == length - window
+    assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
+
+
+def test_axis_shorter_than_window_gets_one_window_at_zero():
+    assert window_starts(37, 64, 48) == [0]

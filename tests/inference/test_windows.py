@@ -1,25 +1,9 @@
-"""Window grid and blending weights."""
+"""Prediction window stride and blending weights (the window grid itself: tests/data/test_splits_tiling.py)."""
 
 import numpy as np
 import pytest
 
-from samsar.inference.windows import blend_weights, window_starts, window_stride
-
-
-@pytest.mark.parametrize("length,window,stride", [(500, 64, 48), (300, 64, 48), (64, 64, 48), (65, 64, 48), (1000, 256, 192), (257, 256, 1)])
-def test_windows_cover_every_pixel_and_stay_inside(length, window, stride):
-    starts = window_starts(length, window, stride)
-    covered = np.zeros(length, dtype=int)
-    for s in starts:
-        assert 0 <= s and s + window <= length
-        covered[s : s + window] += 1
-    assert covered.min() >= 1
-    assert starts[-1] == length - window
-    assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
-
-
-def test_axis_shorter_than_window_gets_one_window_at_zero():
-    assert window_starts(37, 64, 48) == [0]
+from samsar.inference.windows import blend_weights, window_stride
 
 
 def test_stride_from_overlap():

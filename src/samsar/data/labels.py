@@ -139,13 +139,13 @@ def scan_label(decoder: LabelDecoder, path: Path, shape: tuple[int, int]) -> dic
         for _, strip in raster.row_strips():
             classes = decoder._lookup(strip, path)
             unknown.update(decoder.unknown_counts(strip, classes < 0))
-            totals += class_histogram(classes, len(decoder.class_names), decoder.ignore_index)
+            totals += class_histogram(classes, len(decoder.class_names))
     if unknown and decoder.unknown == "error":
         raise decoder.unknown_error(path, unknown)
     return dict(zip([*decoder.class_names, "ignore"], (int(n) for n in totals)))
 
 
-def class_histogram(classes: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
-    """Counts of classes ``0..K-1`` followed by the count of everything else (ignored)."""
+def class_histogram(classes: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of classes ``0..K-1`` followed by the count of everything else (the ignore index and any other value)."""
     counts = np.bincount(classes[(classes >= 0) & (classes < num_classes)].ravel(), minlength=num_classes)
     return np.append(counts, classes.size - counts.sum())

@@ -11,13 +11,11 @@ known class (or the ignore index). Problems raise :class:`~samsar.data.errors.Da
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from PIL import Image
-from rasterio.errors import NotGeoreferencedWarning
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
@@ -25,11 +23,11 @@ from tqdm import tqdm
 from samsar.config import Params
 from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder, class_histogram, scan_label
-from samsar.data.rasters import Raster, RasterInfo, check_image_dtype
-from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem, file_sha256
+from samsar.data.rasters import Raster, RasterInfo, check_image_dtype, ignore_missing_georeference
+from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem
 from samsar.data.sources import list_source
 from samsar.data.synthetic import generate_scene
-from samsar.io import atomic_path, write_json
+from samsar.io import atomic_path, file_sha256, write_json
 
 FREQUENCIES_NAME = "class_frequencies.json"
 
@@ -80,7 +78,7 @@ def _generate_synthetic(params: Params, out: Path) -> RawIndex:
         image_path, label_path = out / "images" / f"{item_id}.tif", out / "labels" / f"{item_id}.png"
         write_float_tiff(image_path, intensity)
         Image.fromarray(label).save(label_path)
-        counts = class_histogram(label, len(names), params.data.ignore_index)
+        counts = class_histogram(label, len(names))
         items.append(
             RawItem(
                 id=item_id,
@@ -104,10 +102,8 @@ def write_float_tiff(path: Path, array: np.ndarray) -> None:
     profile = {"driver": "GTiff", "height": height, "width": width, "count": 1, "dtype": "float32"}
     if height >= 256 and width >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as ds:
-            ds.write(array.astype(np.float32), 1)
+    with ignore_missing_georeference(), rasterio.open(path, "w", **profile) as ds:
+        ds.write(array.astype(np.float32), 1)
 
 
 def _index_source(params: Params) -> RawIndex:

@@ -128,7 +128,7 @@ def _write_tiles(
                 label = np.full((size, size), ignore, dtype=np.uint8)
                 stored = label_raster.read(spec.row, spec.col, spec.height, spec.width)
                 label[: spec.height, : spec.width] = decoder.decode(stored, item.label)
-                counts = class_histogram(label, num_classes, ignore)
+                counts = class_histogram(label, num_classes)
                 if counts[:-1].sum() == 0:
                     empty += 1
                     continue

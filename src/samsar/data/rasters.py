@@ -7,7 +7,9 @@ Pillow (which also detects truncated files).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,14 @@ SUPPORTED_LABEL_DTYPES = ("uint8", "uint16")
 # GDAL's block cache defaults to 5 % of RAM; a small fixed cache keeps peak memory set by the
 # tile size rather than the scene size.
 GDAL_CACHE_MB = 64
+
+
+@contextlib.contextmanager
+def ignore_missing_georeference() -> Iterator[None]:
+    """Silence rasterio's NotGeoreferencedWarning: plain TIFF, PNG and BMP files are valid input."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,7 @@ class Raster:
             self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
             self._env.__enter__()
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with ignore_missing_georeference():
                     self._dataset = rasterio.open(self.path)
             except RasterioError as exc:
                 self.close()
@@ -77,8 +86,7 @@ class Raster:
             inside = self._array[row:r1, col:c1]
         else:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with ignore_missing_georeference():
                     data = self._dataset.read(window=Window(col, row, c1 - col, r1 - row))
             except RasterioError as exc:
                 raise DataError(
@@ -157,11 +165,3 @@ def check_label_dtype(info: RasterInfo) -> None:
             "(class indices) or RGB uint8 (palette colours)"
         )
 
-
-def check_same_size(image: RasterInfo, label: RasterInfo) -> None:
-    """Raise :class:`DataError` when an image and its label differ in height or width."""
-    if (image.height, image.width) != (label.height, label.width):
-        raise DataError(
-            f"{image.path}: image is {image.height}x{image.width} but its label {label.path} is "
-            f"{label.height}x{label.width}; image and label must cover the same pixels"
-        )

@@ -7,7 +7,6 @@ listed relative to the raw folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,11 +68,3 @@ class RawIndex:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: malformed raw index ({exc}); run `samsar prepare` again") from exc
 
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

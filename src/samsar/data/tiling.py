@@ -20,9 +20,8 @@ import numpy as np
 from samsar.config import Params
 from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder
-from samsar.data.raw_index import RawIndex, RawItem
+from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem
 from samsar.data.splits import assign_splits
-from samsar.inference.windows import window_starts
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ def plan_tiles(params: Params, index: RawIndex, decoder: LabelDecoder) -> TilePl
     if stride <= 0 or tile <= 0:
         raise DataError(f"preprocess.tile_size ({tile}) and preprocess.stride ({stride}) must be positive")
     if not index.items:
-        raise DataError("the raw index lists no items; run `samsar prepare` on a source with data")
+        raise DataError(
+            f"{params.raw_dir / INDEX_NAME}: the raw index lists no items; run `samsar prepare` on a source with data"
+        )
     notes = [
         f"{item.image}: {item.height}x{item.width} is smaller than the {tile}px tile; padded with zeros (label: ignore index)"
         for item in index.items
@@ -67,6 +68,21 @@ def plan_tiles(params: Params, index: RawIndex, decoder: LabelDecoder) -> TilePl
     else:
         tiles = _plan_files(params, index.items)
     return TilePlan(tiles, notes)
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows covering ``[0, length)``.
+
+    Windows step by ``stride``; the last one is flush with the end so no window hangs over
+    the edge. An axis shorter than the window gets a single window at 0 (the caller pads).
+    """
+    if length <= 0 or window <= 0 or stride <= 0:
+        raise ValueError(f"length, window and stride must be positive, got {length}, {window}, {stride}")
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    starts.append(length - window)
+    return starts
 
 
 def _item_windows(item: RawItem, tile: int, stride: int):

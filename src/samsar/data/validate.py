@@ -164,7 +164,7 @@ def _check_tiles(manifest: pd.DataFrame, processed: Path, params: Params, report
         label = _check_label_file(processed / label_path, size, num_classes, ignore, report)
         if label is None:
             continue
-        counts = class_histogram(label, num_classes, ignore)
+        counts = class_histogram(label, num_classes)
         if not np.array_equal(counts, recorded):
             report.add(
                 "label_counts",

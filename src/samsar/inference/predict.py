@@ -21,11 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from samsar.config import Params
+from samsar.data.tiling import window_starts
 from samsar.inference.errors import PredictError
 from samsar.inference.outputs import NODATA_CLASS, ClassCounter, PreviewSampler, colormap, write_area_table
 from samsar.inference.predictor import Predictor
 from samsar.inference.raster import RowWriter, SceneReader, gdal_env
-from samsar.inference.windows import window_starts
 from samsar.io import atomic_path
 
 __all__ = ["PredictError", "PredictResult", "load_model", "output_paths", "predict_scene", "resolve_model"]

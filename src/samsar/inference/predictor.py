@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from samsar.data.scaling import SarScaler
+from samsar.data.tiling import window_starts
 from samsar.inference.outputs import NODATA_CLASS
-from samsar.inference.windows import blend_weights, window_starts, window_stride
+from samsar.inference.windows import blend_weights, window_stride
 
 # Reads the block rows [row0, row1) x columns [col0, col1) of a scene: raw pixels (h, w) or
 # (h, w, C), and a validity mask (h, w).
@@ -59,8 +61,6 @@ class Predictor:
         batch_size: int = 8,
         overlap: float = 0.25,
     ) -> None:
-        from samsar.data.scaling import SarScaler
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)

@@ -5,16 +5,16 @@ Scenes are read in blocks and written in bands of rows, so memory does not grow 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
+from rasterio.errors import CRSError, RasterioError
 from rasterio.windows import Window
 
+from samsar.data.rasters import ignore_missing_georeference
 from samsar.inference.errors import PredictError
 
 # GDAL's block cache defaults to a share of RAM and would otherwise keep every block of a
@@ -37,8 +37,7 @@ class SceneReader:
         if not self.path.is_file():
             raise PredictError(f"{self.path}: input scene not found; pass an existing GeoTIFF, TIFF, PNG or BMP file")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with ignore_missing_georeference():
                 self._ds = rasterio.open(self.path)
         except RasterioError as exc:
             raise PredictError(
@@ -56,8 +55,7 @@ class SceneReader:
         value is not finite)."""
         window = Window(col0, row0, col1 - col0, row1 - row0)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with ignore_missing_georeference():
                 bands = self._ds.read(window=window)
                 valid = self._ds.dataset_mask(window=window) > 0
         except RasterioError as exc:
@@ -117,8 +115,7 @@ class RowWriter:
             profile["crs"] = crs
         if transform is not None:
             profile["transform"] = transform
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with ignore_missing_georeference():
             self._ds = rasterio.open(path, "w", **profile)
         if colormap is not None:
             self._ds.write_colormap(1, colormap)

@@ -17,21 +17,6 @@ def window_stride(window: int, overlap: float) -> int:
     return max(1, round(window * (1.0 - overlap)))
 
 
-def window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Start offsets of windows covering ``[0, length)``.
-
-    Windows step by ``stride``; the last one is flush with the end so no window hangs over
-    the edge. An axis shorter than the window gets a single window at 0 (the caller pads).
-    """
-    if length <= 0 or window <= 0 or stride <= 0:
-        raise ValueError(f"length, window and stride must be positive, got {length}, {window}, {stride}")
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window, stride))
-    starts.append(length - window)
-    return starts
-
-
 def blend_weights(window: int, floor: float = DEFAULT_WEIGHT_FLOOR) -> np.ndarray:
     """``(window, window)`` float32 weight: separable Hann (sin^2) taper, floored at ``floor``.
 

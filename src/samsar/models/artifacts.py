@@ -17,8 +17,7 @@ import torch
 
 import samsar
 from samsar.config import VariantOptions
-from samsar.io import atomic_path
-from samsar.models.sam import file_sha256
+from samsar.io import atomic_path, file_sha256, write_json
 from samsar.models.segmenter import Segmenter
 from samsar.models.variants import build_segmenter
 
@@ -67,7 +66,7 @@ def save_adapter(segmenter: Segmenter, out_dir: Path | str, meta: dict[str, Any]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         safetensors.torch.save_file(tensors, tmp / TENSORS_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps({**meta, **record}, indent=2, sort_keys=True, default=str) + "\n")
+        write_json(tmp / CONFIG_FILE, {**meta, **record})
     return out_dir
 
 
@@ -76,7 +75,10 @@ def read_adapter_config(adapter_dir: Path | str) -> dict[str, Any]:
     path = Path(adapter_dir) / CONFIG_FILE
     if not path.is_file():
         raise ArtifactError(f"{path}: not found; is {adapter_dir} an adapter directory written by `samsar train`?")
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc}); save the adapter again (`samsar train`)") from exc
     if config.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")
     return config

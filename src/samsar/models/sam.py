@@ -8,7 +8,6 @@ its ``__init__`` and ``segment_anything.modeling`` is imported directly.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import importlib.util
 import sys
@@ -19,6 +18,8 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from samsar.io import file_sha256
 
 PATCH_SIZE = 16
 PROMPT_EMBED_DIM = 256
@@ -186,19 +187,3 @@ def resize_state_dict(state: dict[str, torch.Tensor], target: dict[str, torch.Te
             table = F.interpolate(table, size=want.shape[0], mode="linear", align_corners=False)
             out[key] = table[0].T.to(value.dtype).contiguous()
     return out
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path | str) -> str:
-    """sha256 of a file (cached per path, size and modification time)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from samsar.config import Params
+from samsar.io import file_sha256
 
 UNKNOWN = "unknown"
 # DVC stages whose outputs are the dataset a model is trained and tested on.
@@ -45,7 +46,7 @@ def data_hash(params: Params) -> tuple[str, str]:
             return digest, "dvc.lock"
     manifest = params.processed_dir / "manifest.parquet"
     if manifest.is_file():
-        return "sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest(), "manifest"
+        return "sha256:" + file_sha256(manifest), "manifest"
     return UNKNOWN, "none"
 
 
@@ -82,6 +83,4 @@ def base_checkpoint_id(params: Params) -> str:
         return "random-init"
     if not path.is_file():
         return f"missing:{path}"
-    from samsar.models.sam import file_sha256  # imports torch
-
     return file_sha256(path)

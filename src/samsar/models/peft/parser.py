@@ -46,6 +46,14 @@ class SvdReconstructed(nn.Module):
         """``U diag(s) V^T`` in the layer's weight shape."""
         return ((self.u * self.singular_values) @ self.vh).reshape(self.weight_shape)
 
+    def _filled(self, layer: nn.Module) -> nn.Module:
+        """``layer`` (a plain layer of this shape) holding the reconstructed weight and this bias, frozen."""
+        with torch.no_grad():
+            layer.weight.copy_(self.reconstructed_weight())
+            if self.bias is not None:
+                layer.bias.copy_(self.bias)
+        return layer.requires_grad_(False)
+
 
 class SvdConv2d(SvdReconstructed):
     """A ``Conv2d`` whose kernel is ``U diag(s) V^T``."""
@@ -67,13 +75,8 @@ class SvdConv2d(SvdReconstructed):
 
     def merged(self) -> nn.Conv2d:
         """A plain ``Conv2d`` with the reconstructed kernel."""
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, bias=self.bias is not None,
-                         device=self.u.device, **self.conv_args)
-        with torch.no_grad():
-            conv.weight.copy_(self.reconstructed_weight())
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv.requires_grad_(False)
+        return self._filled(nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size,
+                                      bias=self.bias is not None, device=self.u.device, **self.conv_args))
 
 
 class SvdLinear(SvdReconstructed):
@@ -90,12 +93,7 @@ class SvdLinear(SvdReconstructed):
 
     def merged(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the reconstructed weight."""
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=self.u.device)
-        with torch.no_grad():
-            linear.weight.copy_(self.reconstructed_weight())
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        return linear.requires_grad_(False)
+        return self._filled(nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=self.u.device))
 
 
 def parser_targets(encoder: nn.Module, targets: list[str]) -> list[str]:
