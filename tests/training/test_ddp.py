@@ -12,6 +12,7 @@ import pytest
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["lora", "decoder_only"])  # decoder_only goes through the feature cache
 def test_two_rank_training_keeps_ranks_identical(tiny_project, tmp_path, variant):
     params = tiny_project({"train": {"epochs": 1, "batch_size": 2}})

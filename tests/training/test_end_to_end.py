@@ -39,6 +39,7 @@ def test_pretrain_is_a_no_op_with_a_real_checkpoint_or_when_disabled(tiny_projec
     assert pretrain(tiny_project()) is None  # the fixture disables pretraining
 
 
+@pytest.mark.slow
 def test_train_evaluate_card_compare(tiny_project):
     params = tiny_project({"train": {"epochs": 2}})
     summary = train_variant(params, "decoder_only")

@@ -19,6 +19,7 @@ def _history(params, variant):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_resume_after_injected_failure_matches_uninterrupted_run(tiny_project, tmp_path, monkeypatch):
     variant = "lora"  # trains inside the encoder and the decoder; no feature cache
     reference = tiny_project(root=tmp_path / "reference")

@@ -12,6 +12,7 @@ def _project_store_only(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+@pytest.mark.slow
 def test_one_mlflow_run_collects_training_evaluation_and_card(tiny_project):
     from samsar.tracking import store
 
