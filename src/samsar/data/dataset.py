@@ -56,24 +56,18 @@ class DatasetInfo:
 class TileDataset(Dataset):
     """Tiles of one split: ``{"image": FloatTensor (3, T, T) in [0, 1], "label": LongTensor (T, T), "tile_id": str}``.
 
-    ``augment``: random flips and 90-degree rotations, the same on image and label (geometric
-    only: speckle and radiometry are left untouched). ``crop``: a ``crop x crop`` window, random
-    when augmenting, central otherwise. Images are memory-mapped ``.npy`` files.
+    Images are memory-mapped ``.npy`` files. Augmentation is applied per batch by the training loop
+    (``samsar.training.augment``), so resumed runs and the feature cache draw the same transforms.
     """
 
-    def __init__(
-        self, processed_dir: Path | str, split: str, augment: bool = False, crop: int | None = None, seed: int = 0
-    ):
+    def __init__(self, processed_dir: Path | str, split: str):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
         self.processed_dir = Path(processed_dir)
         self.info = DatasetInfo.load(self.processed_dir)
         manifest = pd.read_parquet(self.processed_dir / MANIFEST_NAME)
         self.frame = manifest[manifest["split"] == split].reset_index(drop=True)
-        if crop is not None and not 0 < crop <= self.info.tile_size:
-            raise ValueError(f"crop must be in 1..{self.info.tile_size}, got {crop}")
-        self.split, self.augment, self.crop, self.seed = split, augment, crop, seed
-        self._draws = 0  # advances per item read, so every epoch draws new augmentations
+        self.split = split
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -87,25 +81,8 @@ class TileDataset(Dataset):
         image = np.load(self.processed_dir / row["image_path"], mmap_mode="r")
         with Image.open(self.processed_dir / row["label_path"]) as img:
             label = np.asarray(img)
-        rng = np.random.default_rng([self.seed, index, self._draws])
-        self._draws += 1
-        if self.augment:
-            if rng.random() < 0.5:
-                image, label = image[:, :, ::-1], label[:, ::-1]
-            k = int(rng.integers(4))
-            image, label = np.rot90(image, k, axes=(1, 2)), np.rot90(label, k)
-        if self.crop is not None:
-            image, label = self._crop(image, label, rng)
         return {
             "image": torch.from_numpy(np.array(image, dtype=np.float32)),  # copies out of the memory map
             "label": torch.from_numpy(label.astype(np.int64)),
             "tile_id": row["tile_id"],
         }
-
-    def _crop(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        size, c = label.shape[0], self.crop
-        if self.augment:
-            top, left = (int(v) for v in rng.integers(0, size - c + 1, size=2))
-        else:
-            top = left = (size - c) // 2
-        return image[:, top : top + c, left : left + c], label[top : top + c, left : left + c]
