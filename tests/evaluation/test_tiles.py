@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from samsar.evaluation.metrics import confusion_matrix
-from samsar.evaluation.tiles import dataset_confusion, tile_logits
+from samsar.evaluation.tiles import autocast_for, dataset_confusion, tile_logits
 
 
 class ThresholdModel(nn.Module):
@@ -55,3 +55,18 @@ def test_dataset_confusion_sums_over_tiles_and_subsets():
     assert np.trace(cm) == cm.sum() - 32 * 32  # only the flipped tile is wrong
     part = dataset_confusion(model, tiles, 2, 255, 32, torch.device("cpu"), indices=[2, 3])
     assert part.sum() == 2 * 32 * 32 and np.trace(part) == part.sum()
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    with autocast_for(cpu, "auto"):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast_for(cpu, "bf16"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    with autocast_for(cpu, "auto"):
+        assert torch.is_autocast_enabled("cpu")
+    with autocast_for(cpu, "fp32"):
+        assert not torch.is_autocast_enabled("cpu")

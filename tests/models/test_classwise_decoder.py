@@ -62,3 +62,19 @@ def test_each_class_reads_its_own_32_channels(tiny_segmenter, images):
         after = seg(images)
     assert torch.equal(after[:, 1], torch.zeros_like(after[:, 1]))  # GELU(0) = 0 -> zero logits
     assert torch.equal(after[:, [0, 2]], before[:, [0, 2]])
+
+
+def test_light_head_gives_the_same_output_shapes_for_a_fraction_of_the_parameters(tiny_segmenter, images):
+    from samsar.models.classwise_decoder import ClasswiseMaskDecoder
+
+    seg = tiny_segmenter("full")
+    full_head_params = sum(p.numel() for p in seg.head.class_head.parameters())
+    seg.head = ClasswiseMaskDecoder(3, seg.sam.prompt_encoder.no_mask_embed.weight, light=True)
+    captured = {}
+    seg.head.class_head.register_forward_hook(lambda m, a, out: captured.update(shape=out.shape))
+    logits = seg(images)
+    assert logits.shape == (2, 3, 256, 256)
+    assert captured["shape"] == (2, 32 * 3, 64, 64)  # same class features at input / 4
+    assert sum(p.numel() for p in seg.head.class_head.parameters()) * 20 < full_head_params
+    logits.sum().backward()
+    assert seg.sam.image_encoder.patch_embed.proj.weight.grad is not None  # the trunk still learns

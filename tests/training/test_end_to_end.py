@@ -30,6 +30,7 @@ def test_pretrain_writes_an_official_sam_state_dict(tiny_project):
     assert not torch.equal(random_sam.image_encoder.patch_embed.proj.weight, state["image_encoder.patch_embed.proj.weight"])
     summary = json.loads(summary_path(out).read_text())
     assert summary["steps"] == 2 and 0 <= summary["source_holdout_mIoU"] <= 1
+    assert summary["head"] == "light"  # the default: a 1x1 class head, dropped with the checkpoint
 
 
 def test_pretrain_is_a_no_op_with_a_real_checkpoint_or_when_disabled(tiny_project, tmp_path):

@@ -31,19 +31,25 @@ def trained_decoder_parameters(mask_decoder: nn.Module) -> list[nn.Parameter]:
 class ClasswiseMaskDecoder(nn.Module):
     """Prompt-free semantic head on top of SAM's mask decoder."""
 
-    def __init__(self, num_classes: int, no_mask_embed: torch.Tensor) -> None:
+    def __init__(self, num_classes: int, no_mask_embed: torch.Tensor, light: bool = False) -> None:
+        """``light`` swaps the class head for one 1x1 convolution at input/4 (about 40x fewer
+        FLOPs): not CWSAM's head; the stand-in base's pretraining uses it, since only the SAM
+        weights it trains are kept."""
         super().__init__()
         layer_norm_2d = import_sam_modeling().common.LayerNorm2d
         self.num_classes = num_classes
         channels = 2 * HYPER_DIM
         self.no_mask_embed = nn.Parameter(no_mask_embed.detach().clone().reshape(1, -1))
-        self.class_head = nn.Sequential(
-            nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
-            layer_norm_2d(channels),
-            nn.GELU(),
-            nn.Conv2d(channels, HYPER_DIM * num_classes, kernel_size=7, stride=2, padding=3),
-            nn.GELU(),
-        )
+        if light:
+            self.class_head = nn.Sequential(nn.Conv2d(channels, HYPER_DIM * num_classes, kernel_size=1), nn.GELU())
+        else:
+            self.class_head = nn.Sequential(
+                nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
+                layer_norm_2d(channels),
+                nn.GELU(),
+                nn.Conv2d(channels, HYPER_DIM * num_classes, kernel_size=7, stride=2, padding=3),
+                nn.GELU(),
+            )
 
     def forward(
         self,

@@ -229,15 +229,16 @@ class Trainer:
     def _micro_step(self, batch: dict, epoch: int, index: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(_batch_seed(self.cfg.seed, epoch, index, self.ctx.rank))
         device = self.ctx.device
+        if self.cached is not None:
+            features, labels = self.cached.batch_features(batch, generator if self.cfg.augment else None)
+            inputs, from_trunk = features.to(device, torch.float32), True
+        else:
+            images, labels = batch["image"], batch["label"]
+            if self.cfg.augment:
+                images, labels = augment_batch(images, labels, generator, self.cfg.random_crop)
+            inputs, from_trunk = images.to(device), False
         with autocast_for(device, self.cfg.precision):
-            if self.cached is not None:
-                features, labels = self.cached.batch_features(batch, generator if self.cfg.augment else None)
-                logits = self.model(features.to(device), from_trunk=True)
-            else:
-                images, labels = batch["image"], batch["label"]
-                if self.cfg.augment:
-                    images, labels = augment_batch(images, labels, generator, self.cfg.random_crop)
-                logits = self.model(images.to(device))
+            logits = self.model(inputs, from_trunk=from_trunk)
         return self.loss_fn(logits.float(), labels.to(device))
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:

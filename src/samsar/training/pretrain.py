@@ -2,7 +2,7 @@
 
 Real SAM weights cannot be downloaded here, and comparing fine-tuning methods on a randomly
 initialised encoder measures nothing. So the whole tiny SAM (with a classwise head over
-:data:`samsar.data.synthetic.SOURCE_CLASSES`) is trained on source-domain scenes generated on
+:data:`samsar.data.synthetic.SOURCE_CLASSES`, by default its cheap ``light`` form) is trained on source-domain scenes generated on
 the fly — other land types, backscatter statistics and more looks than the target data — and its
 SAM state dict is saved in the official key format that ``build_sam(checkpoint=...)`` loads.
 """
@@ -86,6 +86,7 @@ def pretrain(params: Params) -> Path | None:
     if not params.pretrain.enabled:
         console.print("pretrain: skipped, pretrain.enabled is false; variants start from a random encoder")
         return None
+    from samsar.models.classwise_decoder import ClasswiseMaskDecoder
     from samsar.models.variants import build_segmenter
 
     cfg, train_cfg = params.pretrain, params.train
@@ -97,7 +98,12 @@ def pretrain(params: Params) -> Path | None:
         "full", backbone=params.model.backbone, image_size=params.model.image_size,
         num_classes=len(SOURCE_CLASSES), seed=params.seed,
         gradient_checkpointing=params.model.gradient_checkpointing,
-    ).to(device)
+    )
+    if cfg.head == "light":
+        segmenter.head = ClasswiseMaskDecoder(
+            len(SOURCE_CLASSES), segmenter.sam.prompt_encoder.no_mask_embed.weight, light=True
+        )
+    segmenter.to(device)
     weights = class_weights_from_counts(scenes.counts, "inverse_sqrt")
     loss_fn = SegmentationLoss(weights, IGNORE_INDEX, train_cfg.dice_weight).to(device)
     optimizer = torch.optim.AdamW(segmenter.param_groups(cfg.lr), weight_decay=train_cfg.weight_decay)
@@ -137,6 +143,7 @@ def pretrain(params: Params) -> Path | None:
         "source_holdout_mIoU": holdout,
         "source_classes": list(SOURCE_CLASSES),
         "synthetic": cfg.synthetic.model_dump(mode="json"),
+        "head": cfg.head,
         "backbone": params.model.backbone,
         "image_size": params.model.image_size,
     })
