@@ -32,8 +32,8 @@ class ClasswiseMaskDecoder(nn.Module):
     """Prompt-free semantic head on top of SAM's mask decoder."""
 
     def __init__(self, num_classes: int, no_mask_embed: torch.Tensor, light: bool = False) -> None:
-        """``light`` swaps the class head for one 1x1 convolution at input/4 (about 40x fewer
-        FLOPs): not CWSAM's head; the stand-in base's pretraining uses it, since only the SAM
+        """``light`` swaps the class head for one 1x1 convolution at input/4 (about 50x fewer
+        head FLOPs): not CWSAM's head; the stand-in base's pretraining uses it, since only the SAM
         weights it trains are kept."""
         super().__init__()
         layer_norm_2d = import_sam_modeling().common.LayerNorm2d

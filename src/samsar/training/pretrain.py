@@ -2,9 +2,10 @@
 
 Real SAM weights cannot be downloaded here, and comparing fine-tuning methods on a randomly
 initialised encoder measures nothing. So the whole tiny SAM (with a classwise head over
-:data:`samsar.data.synthetic.SOURCE_CLASSES`, by default its cheap ``light`` form) is trained on source-domain scenes generated on
-the fly — other land types, backscatter statistics and more looks than the target data — and its
-SAM state dict is saved in the official key format that ``build_sam(checkpoint=...)`` loads.
+:data:`samsar.data.synthetic.SOURCE_CLASSES`, by default its cheap ``light`` form) is trained on
+source-domain scenes generated on the fly — other land types, backscatter statistics and more
+looks than the target data — and its SAM state dict is saved in the official key format that
+``build_sam(checkpoint=...)`` loads; the class head is not kept.
 """
 
 from __future__ import annotations
