@@ -231,7 +231,7 @@ class Trainer:
         device = self.ctx.device
         if self.cached is not None:
             features, labels = self.cached.batch_features(batch, generator if self.cfg.augment else None)
-            inputs, from_trunk = features.to(device, torch.float32), True
+            inputs, from_trunk = features.to(device), True  # forward_from_trunk casts the fp16 cache
         else:
             images, labels = batch["image"], batch["label"]
             if self.cfg.augment:
