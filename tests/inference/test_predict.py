@@ -1,6 +1,7 @@
 """``samsar predict`` end to end on small scenes with an untrained tiny segmenter."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,7 +152,12 @@ def test_registry_uri_errors_become_predict_errors(tmp_path, monkeypatch):
 
 
 def test_predict_from_a_registered_model(tmp_path, intensity_adapter, monkeypatch):
-    """models:/NAME@ALIAS is downloaded from the project's tracking store and predicts like the directory."""
+    """models:/NAME@ALIAS is downloaded from the project's tracking store and predicts like the directory.
+
+    Everything stays under tmp_path: the store, the experiment's artifacts, and nothing goes
+    through MLflow's process-wide default store (``sqlite:///mlflow.db`` and ``./mlruns`` in the
+    working directory), which the test points at an empty folder and checks stays empty.
+    """
     import mlflow
     import yaml
 
@@ -159,19 +165,29 @@ def test_predict_from_a_registered_model(tmp_path, intensity_adapter, monkeypatc
     from samsar.tracking.pyfunc import log_adapter_model
     from samsar.tracking.store import tracking_uri
 
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DVC_ROOT"):
+        monkeypatch.delenv(key, raising=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "data": {"name": "reg", "classes": [{"name": n, "color": list(c)} for n, c in zip(CLASS_NAMES, CLASS_COLORS)],
                  "background": None},
         "tracking": {"system_metrics": False},
     }))
     params = load_params(tmp_path / "params.yaml")
-    # Registering a logged model resolves its models:/m-... source through the default store.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(params))
-    client = mlflow.MlflowClient(tracking_uri(params), registry_uri=tracking_uri(params))
-    run_id = client.create_run(client.create_experiment("samsar-reg")).info.run_id
+    uri = tracking_uri(params)
+    assert uri.startswith("sqlite:///") and tmp_path.resolve() in Path(uri.removeprefix("sqlite:///")).parents
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    experiment_id = client.create_experiment("samsar-reg", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment_id).info.run_id
     model_uri = log_adapter_model(params, run_id, intensity_adapter)
+    # The logged model's artifact location as the source: a models:/m-... source would be
+    # resolved through MLflow's process-wide tracking URI rather than this client's.
+    model = client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert Path(model.artifact_location.removeprefix("file://")).is_relative_to(tmp_path / "artifacts")
     client.create_registered_model("samsar-reg")
-    version = client.create_model_version("samsar-reg", model_uri, run_id=run_id)
+    version = client.create_model_version("samsar-reg", model.artifact_location, run_id=run_id, model_id=model.model_id)
     client.set_registered_model_alias("samsar-reg", "champion", version.version)
 
     scene = write_geotiff(tmp_path / "scene.tif", speckle_scene(70, 90))
@@ -179,3 +195,4 @@ def test_predict_from_a_registered_model(tmp_path, intensity_adapter, monkeypatc
     local = predict_scene(intensity_adapter, scene, tmp_path / "dir.tif", device="cpu")
     with rasterio.open(registered.class_map) as a, rasterio.open(local.class_map) as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert list(cwd.iterdir()) == []  # no default store (mlflow.db, mlruns/) was created
