@@ -69,11 +69,13 @@ def _configured(task_: Task, params: Params, gpu: bool) -> Task:
 
 @task(name="train", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
 def train_task(params_path: str, variant: str, resume: bool = False) -> str:
-    """Train ``variant``; returns its adapter directory. A retry resumes from the checkpoint the failed attempt wrote."""
-    from samsar.training.loop import checkpoint_path, train_variant
+    """Train every seed of ``variant``; returns its adapter directory. A retry resumes from the
+    checkpoints the failed attempt wrote."""
+    from samsar.training.loop import checkpoint_dir, train_variant
 
     params = load_params(params_path)
-    train_variant(params, variant, resume=resume or _written_by_this_flow_run(checkpoint_path(params, variant)))
+    written = any(_written_by_this_flow_run(p) for p in checkpoint_dir(params, variant).glob("seed*/last.pt"))
+    train_variant(params, variant, resume=resume or written)
     return str(params.variant_dir(variant) / "adapter")
 
 
@@ -131,7 +133,8 @@ def ensure_gpu_limit(params: Params) -> int:
 
 @flow(name="samsar-train", flow_run_name="train-{variant}")
 def train_flow(params_path: str, variant: str, resume: bool = False) -> str:
-    """Train one variant (what the DVC ``train`` stage runs through ``samsar train``); returns the adapter dir."""
+    """Train one variant over all its seeds in one flow run (what the DVC ``train`` stage runs through
+    ``samsar train``); returns the adapter dir."""
     params = load_params(params_path)
     return _configured(train_task, params, gpu=True)(params_path, variant, resume)
 

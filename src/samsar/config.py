@@ -113,9 +113,9 @@ class ModelConfig(_Strict):
 class PretrainConfig(_Strict):
     enabled: bool = True
     output: Path = Path("models/base/sam_tiny_base.pth")
-    seconds: float = 150.0
-    max_steps: int = 2000
-    batch_size: int = 8
+    max_steps: int = Field(2000, ge=1)  # the budget: pretraining ends after this many optimizer steps
+    max_seconds: float | None = Field(None, gt=0)  # guard only; when it fires the base is marked cut short
+    batch_size: int = Field(8, ge=1)
     lr: float = 1e-3
     head: Literal["light", "classwise"] = "light"  # light: 1x1 class head, ~2.4x cheaper steps on CPU
     synthetic: SyntheticConfig = SyntheticConfig(domain="source", looks=8.0, seed=1000)
@@ -150,14 +150,17 @@ class VariantOptions(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = 10
-    max_seconds: float | None = None
-    batch_size: int = 8
+    # The budget is in optimizer steps: epochs, optionally capped by max_steps; the schedule follows it.
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    # Guard only: a run it stops is marked cut short (metrics, card, comparison, MLflow) and never promoted.
+    max_seconds: float | None = Field(None, gt=0)
+    batch_size: int = Field(8, ge=1)
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
     min_lr: float = 1e-7
-    grad_accum: int = 1
+    grad_accum: int = Field(1, ge=1)
     class_weights: Literal["none", "inverse_sqrt", "inverse"] | list[float] = "inverse_sqrt"
     dice_weight: float = 0.5
     augment: bool = True
@@ -168,7 +171,22 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     num_workers: int = 0
     feature_cache: bool = True  # reuse frozen-trunk features across epochs where the variant allows
-    seed: int = 0
+    # Every variant trains once per seed; reports give mean and std over them.
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data):
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError(f"train.seed is now train.seeds, a list (e.g. seeds: [{data['seed']}, 1, 2])")
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"train.seeds contains duplicates: {v}")
+        return v
 
 
 class EvaluateConfig(_Strict):
@@ -202,6 +220,8 @@ class PromotionConfig(_Strict):
     metric: str = "mIoU"
     margin: float = 0.0
     class_iou_tolerance: float = 0.05
+    # The candidate's paired-bootstrap interval over the majority-class baseline must clear this.
+    baseline_margin: float = 0.05
 
 
 class PipelineConfig(_Strict):

@@ -31,7 +31,7 @@ TINY_PARAMS = {
     "model": {"backbone": "tiny", "image_size": 64},
     "pretrain": {"enabled": False},
     "variants": ["decoder_only", "lora"],
-    "train": {"epochs": 2, "max_seconds": None, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 2,
+    "train": {"seeds": [0], "epochs": 2, "max_seconds": None, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 2,
               "early_stopping_patience": 10},
     "evaluate": {"overlays": 2, "batch_size": 4},
     "tracking": {"enabled": False},

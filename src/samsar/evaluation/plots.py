@@ -95,16 +95,22 @@ def plot_overlays(
 
 
 def plot_history(history: Sequence[dict], path: Path, title: str = "") -> Path:
-    """Training loss and validation mIoU per epoch (rows of ``history.csv``)."""
-    epochs = [int(r["epoch"]) for r in history]
+    """Training loss and validation mIoU per epoch (rows of ``history.csv``), one line per seed."""
     fig = Figure(figsize=(7, 3.2))
     loss_ax, miou_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [float(r["train_loss"]) for r in history], marker=".")
+    seeds = sorted({r.get("seed", "") for r in history}, key=str)
+    for seed in seeds:
+        rows = [r for r in history if r.get("seed", "") == seed]
+        epochs = [int(r["epoch"]) for r in rows]
+        label = f"seed {seed}" if seed != "" else None
+        loss_ax.plot(epochs, [float(r["train_loss"]) for r in rows], marker=".", label=label)
+        miou_ax.plot(epochs, [float(r["val_mIoU"]) for r in rows], marker=".", label=label)
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("training loss")
-    miou_ax.plot(epochs, [float(r["val_mIoU"]) for r in history], marker=".", color="tab:green")
     miou_ax.set_xlabel("epoch")
     miou_ax.set_ylabel("validation mIoU")
+    if len(seeds) > 1:
+        miou_ax.legend(fontsize="small")
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
     if title:

@@ -1,9 +1,11 @@
-"""Test-split evaluation of one trained variant: metrics JSON, confusion matrices, overlays."""
+"""Test-split evaluation of one trained variant over its seeds: metrics JSON (mean ± std), per-tile
+confusion matrices, figures."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
 from samsar.evaluation.plots import OverlayTile, plot_confusion, plot_history, plot_overlays
 from samsar.evaluation.tiles import predict_tiles
 from samsar.io import write_json
+from samsar.uncertainty import TileConfusions, mean_and_std
 
 FIGURES = "figures"  # under reports/<variant>/
 CONFUSION_COUNTS = "confusion_counts.png"
@@ -63,49 +66,100 @@ def overlay_tile_ids(tile_ids: list[str], n: int) -> set[str]:
     return {ordered[i] for i in picks}
 
 
-def evaluate_variant(params: Params, variant: str) -> dict:
-    """Score the variant's adapter on the test split at full tile resolution.
+def tiles_path(params: Params, variant: str) -> Path:
+    """``metrics/<variant>.tiles.npz``: per-seed, per-test-tile confusion matrices."""
+    return params.metrics_path(variant).with_suffix(".tiles.npz")
 
-    Writes ``metrics/<variant>.json`` (top level: all-classes form; nested ``ignore_background``
-    and ``ignore_background_lenient`` forms; ``majority_mIoU``) and the figures under
-    ``reports/<variant>/figures/`` (confusion matrices, overlays, training curves); adds the test
-    metrics and figures to the training's MLflow run.
+
+def seeds_path(params: Params, variant: str) -> Path:
+    """``metrics/<variant>.seeds.json``: the test metrics of each seed."""
+    return params.metrics_path(variant).with_suffix(".seeds.json")
+
+
+def aggregate_over_seeds(per_seed: list[dict]) -> dict:
+    """Mean over seeds of every number (recursively, per-class dicts included); ``<key>_std`` beside
+    each headline key. A value undefined in every seed (e.g. a class absent from the test split)
+    stays None; other values (descriptions) are taken from the first seed."""
+    out: dict = {}
+    for key, first in per_seed[0].items():
+        values = [m.get(key) for m in per_seed]
+        if isinstance(first, dict):
+            out[key] = aggregate_over_seeds(values)
+        elif first is None or (isinstance(first, (int, float)) and not isinstance(first, bool)):
+            mean, std = mean_and_std(values)
+            out[key] = mean
+            if key in SUMMARY_KEYS:
+                out[f"{key}_std"] = std
+        else:
+            out[key] = first
+    return out
+
+
+def evaluate_variant(params: Params, variant: str) -> dict:
+    """Score every seed's adapter of the variant on the test split at full tile resolution.
+
+    Writes ``metrics/<variant>.json``: the headline keys (``mIoU``, ``mF1``, ``OA``, ``kappa``,
+    ``FWIoU``, nested ``ignore_background`` forms, ``per_class_iou``) hold means over seeds, with
+    ``<key>_std`` beside them and ``seeds``; ``val_mIoU`` is the mean best validation mIoU (what
+    selects); ``majority_mIoU`` the majority-class baseline. Beside it, ``<variant>.seeds.json``
+    (per-seed values) and ``<variant>.tiles.npz`` (per-seed, per-tile confusion matrices, for
+    paired comparisons). Figures go under ``reports/<variant>/figures/`` (pooled confusion
+    matrices, overlays of the selected seed, training curves). Each seed's MLflow run receives its
+    test metrics; the selected seed's run also the figures and both files.
     """
     from samsar.data.dataset import DatasetInfo, TileDataset
-    from samsar.models.artifacts import load_adapter
-    from samsar.tracking.provenance import base_checkpoint_path
+    from samsar.training.loop import seed_dir
 
     summary = read_train_summary(params, variant)
-    adapter = adapter_dir(params, variant)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    segmenter, meta = load_adapter(adapter, checkpoint=base_checkpoint_path(params), map_location=device)
+    runs = summary.get("runs")
+    if not runs:
+        raise ValueError(f"{params.variant_dir(variant) / 'train_summary.json'}: no per-seed runs; retrain with this samsar version")
     info = DatasetInfo.load(params.processed_dir)
-    if list(meta["class_names"]) != info.class_names:
-        raise ValueError(f"{adapter}: trained for classes {meta['class_names']}, the dataset has {info.class_names}; retrain")
     test = TileDataset(params.processed_dir, "test")
     if len(test) == 0:
         raise ValueError(f"{params.processed_dir}: the test split is empty; check preprocess.split")
     train_counts = TileDataset(params.processed_dir, "train").class_pixel_counts()
+    tile_ids = [str(t) for t in test.frame["tile_id"]]
+    chosen = overlay_tile_ids(tile_ids, params.evaluate.overlays)
 
     k = info.num_classes
-    cm = np.zeros((k, k), dtype=np.int64)
-    chosen = overlay_tile_ids(test.frame["tile_id"].tolist(), params.evaluate.overlays)
-    picked: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for pred, label, tile_ids in predict_tiles(
-        segmenter, test, meta["image_size"], device, params.evaluate.batch_size, params.train.precision
-    ):
-        cm += confusion_matrix(pred, label, k, info.ignore_index)
-        picked.update({t: (label[i], pred[i]) for i, t in enumerate(tile_ids) if t in chosen})
-    overlays = _overlay_tiles(picked, test)
+    confusion = np.zeros((len(runs), len(tile_ids), k, k), dtype=np.int64)
+    per_seed, picked = [], {}
+    for s, run in enumerate(runs):
+        adapter = seed_dir(params, variant, run["seed"]) / "adapter"
+        overlays = picked if run["seed"] == summary["selected_seed"] else None
+        confusion[s] = _tile_confusions(params, adapter, info, test, chosen, overlays)
+        metrics = segmentation_metrics(confusion[s].sum(axis=0), info.class_names, info.background)
+        per_seed.append({
+            **metrics,
+            "seed": run["seed"],
+            "val_mIoU": run["best_val_mIoU"],
+            "steps": run["steps"],
+            "stop_reason": run["stop_reason"],
+            "cut_short": run["cut_short"],
+            "mlflow_run_id": run["mlflow_run_id"],
+        })
+    tiles = TileConfusions(confusion, tuple(r["seed"] for r in runs), tuple(tile_ids), tuple(info.class_names))
+    tiles.save(tiles_path(params, variant))
+    write_json(seeds_path(params, variant), {"variant": variant, "seeds": [_seed_row(m) for m in per_seed]})
 
-    metrics = segmentation_metrics(cm, info.class_names, info.background)
-    majority = segmentation_metrics(majority_confusion(cm, train_counts), info.class_names, info.background)
+    majority_index = int(np.argmax(train_counts))
+    majority = segmentation_metrics(tiles.majority(majority_index).confusion[0].sum(axis=0), info.class_names, info.background)
+    pooled = confusion.sum(axis=(0, 1))
+    metrics = {key: value for key, value in aggregate_over_seeds(per_seed).items()
+               if key not in ("seed", "steps", "stop_reason", "cut_short", "mlflow_run_id")}
     metrics.update({
         "variant": variant,
         "split": "test",
+        "seeds": [r["seed"] for r in runs],
+        "selected_seed": summary["selected_seed"],
+        "val_mIoU_std": summary.get("best_val_mIoU_std"),
+        "steps": [r["steps"] for r in runs],
+        "cut_short": any(r["cut_short"] for r in runs),
         "n_test_tiles": len(test),
-        "confusion_matrix": cm.tolist(),
-        "majority_class": info.class_names[int(np.argmax(train_counts))],
+        "n_pixels": int(pooled.sum() // len(runs)),
+        "confusion_matrix": pooled.tolist(),
+        "majority_class": info.class_names[majority_index],
         "majority_mIoU": majority["mIoU"],
         "majority": {
             **{key: majority[key] for key in SUMMARY_KEYS},
@@ -114,27 +168,60 @@ def evaluate_variant(params: Params, variant: str) -> dict:
         "n_trainable_params": summary["n_trainable_params"],
         "n_total_params": summary["n_total_params"],
         "train_seconds": summary["train_seconds"],
-        "artifact_bytes": directory_bytes(adapter),
-        "base_id": meta["base_id"],
+        "artifact_bytes": directory_bytes(adapter_dir(params, variant)),
+        "base_id": summary["base_id"],
     })
     write_json(params.metrics_path(variant), metrics)
 
     out = figures_dir(params, variant)
     figures = [
-        plot_confusion(cm, info.class_names, out / CONFUSION_COUNTS, title=f"{variant}: test confusion (pixels)"),
-        plot_confusion(cm, info.class_names, out / CONFUSION_NORMALIZED, normalize=True,
-                       title=f"{variant}: test confusion (row-normalised)"),
-        plot_overlays(overlays, info.class_names, info.colors, out / OVERLAYS, info.ignore_index),
+        plot_confusion(pooled, info.class_names, out / CONFUSION_COUNTS,
+                       title=f"{variant}: test confusion (pixels, {len(runs)} seeds pooled)"),
+        plot_confusion(pooled, info.class_names, out / CONFUSION_NORMALIZED, normalize=True,
+                       title=f"{variant}: test confusion (row-normalised, {len(runs)} seeds pooled)"),
+        plot_overlays(_overlay_tiles(picked, test), info.class_names, info.colors, out / OVERLAYS, info.ignore_index),
     ]
     history = read_history(params, variant)
     if history:
         figures.append(plot_history(history, out / TRAINING_CURVES, title=f"{variant}: training"))
-    _log_to_run(params, summary.get("mlflow_run_id"), metrics, figures)
+    _log_to_runs(params, variant, per_seed, summary["selected_seed"], figures)
     Console(stderr=True).print(
-        f"evaluate {variant}: test mIoU {metrics['mIoU']:.3f} (majority-class {metrics['majority_mIoU']:.3f}), "
-        f"OA {metrics['OA']:.3f}, kappa {metrics['kappa']:.3f} -> {params.metrics_path(variant)}"
+        f"evaluate {variant}: test mIoU {metrics['mIoU']:.3f} ± {metrics['mIoU_std']:.3f} over seeds {metrics['seeds']} "
+        f"(majority-class {metrics['majority_mIoU']:.3f}), kappa {metrics['kappa']:.3f} -> {params.metrics_path(variant)}"
     )
     return metrics
+
+
+def _tile_confusions(params: Params, adapter: Path, info, test, chosen: set[str], overlays: dict | None) -> np.ndarray:
+    """Per-tile confusion matrices ``(T, K, K)`` of one adapter, in test-frame order; fills
+    ``overlays`` with (label, prediction) of the ``chosen`` tiles when given."""
+    from samsar.models.artifacts import load_adapter
+    from samsar.tracking.provenance import base_checkpoint_path
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    segmenter, meta = load_adapter(adapter, checkpoint=base_checkpoint_path(params), map_location=device)
+    if list(meta["class_names"]) != info.class_names:
+        raise ValueError(f"{adapter}: trained for classes {meta['class_names']}, the dataset has {info.class_names}; retrain")
+    k = info.num_classes
+    index = {str(t): i for i, t in enumerate(test.frame["tile_id"])}
+    out = np.zeros((len(index), k, k), dtype=np.int64)
+    for pred, label, batch_ids in predict_tiles(
+        segmenter, test, meta["image_size"], device, params.evaluate.batch_size, params.train.precision
+    ):
+        for i, tile in enumerate(batch_ids):
+            out[index[str(tile)]] = confusion_matrix(pred[i], label[i], k, info.ignore_index)
+            if overlays is not None and tile in chosen:
+                overlays[tile] = (label[i], pred[i])
+    return out
+
+
+def _seed_row(metrics: dict) -> dict:
+    """What ``<variant>.seeds.json`` keeps of one seed: headline keys, per-class IoU, training facts."""
+    keep = (*SUMMARY_KEYS, "per_class_iou", "seed", "val_mIoU", "steps", "stop_reason", "cut_short", "mlflow_run_id")
+    row = {key: metrics[key] for key in keep}
+    if "ignore_background" in metrics:
+        row["ignore_background"] = {"mIoU": metrics["ignore_background"]["mIoU"]}
+    return row
 
 
 def read_history(params: Params, variant: str) -> list[dict]:
@@ -169,13 +256,28 @@ def flat_metrics(metrics: dict, prefix: str = "test_") -> dict[str, float]:
     return flat
 
 
-def _log_to_run(params: Params, run_id: str | None, metrics: dict, figures: list[Path]) -> None:
-    if not (params.tracking.enabled and run_id):
+TILES_ARTIFACT = "evaluation/tiles.npz"  # the per-tile archive in the selected seed's run (read by the promotion gate)
+
+
+def _log_to_runs(params: Params, variant: str, per_seed: list[dict], selected_seed: int, figures: list[Path]) -> None:
+    """Each seed's test metrics into its training run; figures, metrics files and the per-tile
+    archive (as ``evaluation/tiles.npz``) into the selected seed's run."""
+    if not params.tracking.enabled:
         return
+    import tempfile
+
     from samsar.tracking.runs import resume_run
 
-    with resume_run(params, run_id) as run:
-        run.log_metrics(flat_metrics(metrics))
-        for figure in figures:
-            run.log_artifacts(figure, "evaluation")
-        run.log_artifacts(params.metrics_path(metrics["variant"]), "evaluation")
+    for metrics in per_seed:
+        if not metrics["mlflow_run_id"]:
+            continue
+        with resume_run(params, metrics["mlflow_run_id"]) as run:
+            run.log_metrics(flat_metrics(metrics))
+            if metrics["seed"] != selected_seed:
+                continue
+            for path in (*figures, params.metrics_path(variant), seeds_path(params, variant)):
+                run.log_artifacts(path, "evaluation")
+            with tempfile.TemporaryDirectory() as tmp:
+                archive = Path(tmp) / Path(TILES_ARTIFACT).name
+                shutil.copyfile(tiles_path(params, variant), archive)
+                run.log_artifacts(archive, str(Path(TILES_ARTIFACT).parent))

@@ -73,7 +73,8 @@ def _base(params: Params, adapter: dict) -> dict:
         if pretrain.is_file():
             doc = json.loads(pretrain.read_text())
             detail = (f" ({doc['steps']} steps, {doc['seconds']:.0f} s on synthetic source-domain scenes with classes "
-                      f"{', '.join(doc['source_classes'])}; source holdout mIoU {fmt(doc['source_holdout_mIoU'])})")
+                      f"{', '.join(doc['source_classes'])}; source holdout mIoU {fmt(doc['source_holdout_mIoU'])})"
+                      + ("; CUT SHORT by `pretrain.max_seconds` before its step budget" if doc.get("cut_short") else ""))
         return {"kind": "stand-in", "path": str(path),
                 "description": f"stand-in foundation model: the tiny SAM trained from scratch by `samsar pretrain`{detail}."}
     return {"kind": "checkpoint", "path": str(path), "description": f"SAM checkpoint `{path.name}`."}
@@ -149,8 +150,10 @@ def _caveats(base: dict, metrics: dict, summary: dict, synthetic: bool) -> list[
     if "ignore_background_lenient" in metrics:
         caveats.append("The CWSAM reference's lenient ignore-background form drops every pixel *predicted* as "
                        "background, which flatters models that over-predict it; quote the standard form.")
-    if summary.get("stop_reason") == "max_seconds":
-        caveats.append("Training stopped on the time budget (`train.max_seconds`); longer training may score higher.")
+    if summary.get("cut_short"):
+        cut = [str(r["seed"]) for r in summary["runs"] if r["cut_short"]]
+        caveats.append(f"CUT SHORT: the wall-time guard (`train.max_seconds`) stopped seed(s) {', '.join(cut)} before "
+                       "the step budget; these scores depend on machine load, are not comparable and are never promoted.")
     return caveats
 
 

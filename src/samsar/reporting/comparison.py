@@ -1,4 +1,9 @@
-"""One table across variants: size, cost and test scores, best per column in bold."""
+"""One table across variants: size, cost, test scores as mean ± std over seeds, and paired intervals.
+
+Quality is never ranked by the mean alone: a variant is called better than another only when the
+95 % paired-bootstrap interval of their mIoU difference (test tiles and seeds resampled, see
+:mod:`samsar.uncertainty`) excludes 0.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samsar.config import Params
-from samsar.io import write_text
 from samsar.evaluation.metrics import format_metric as fmt
+from samsar.evaluation.runner import tiles_path
+from samsar.io import write_text
 from samsar.reporting.card import human_bytes
+from samsar.uncertainty import Interval, TileConfusions, paired_bootstrap
+
+REFERENCE = "decoder_only"  # the papers' baseline every difference is taken against
+HOW_TO_READ = (
+    "Scores are the mean ± standard deviation over the training seeds, so the ± shows how much a "
+    "score moves when only the seed changes. The interval is a 95 % paired bootstrap of the mIoU "
+    "difference, resampling the test tiles (the same tiles for both models) and each model's seeds; "
+    "a variant is called better or worse only when that interval excludes 0, otherwise the "
+    "difference is within noise."
+)
 
 
 @dataclass(frozen=True)
 class Column:
-    """A comparison column: metrics key, header, formatter and which direction is best."""
+    """A comparison column: metrics key, header, and whether its extreme is marked.
+
+    Only deterministic cost columns are marked best (fewest, smallest): quality is judged by intervals.
+    """
 
     key: str
     header: str
-    higher_is_better: bool
+    mark_lowest: bool = False
 
-    def format(self, value) -> str:
+    def format(self, metrics: dict) -> str:
+        value = _get(metrics, self.key)
         if value is None:
             return "n/a"
         if self.key == "n_trainable_params":
@@ -29,19 +49,22 @@ class Column:
             return human_bytes(int(value))
         if self.key == "train_seconds":
             return f"{value:.0f} s"
-        return fmt(value)
+        std = _get(metrics, self.key + "_std")
+        return fmt(value) if std is None else f"{fmt(value)} ± {fmt(std)}"
 
 
 COLUMNS = (
-    Column("n_trainable_params", "trainable params", higher_is_better=False),
-    Column("artifact_bytes", "artifact size", higher_is_better=False),
-    Column("mIoU", "mIoU", higher_is_better=True),
-    Column("mF1", "mF1", higher_is_better=True),
-    Column("OA", "OA", higher_is_better=True),
-    Column("kappa", "kappa", higher_is_better=True),
-    Column("ignore_background.mIoU", "mIoU ignore-bg", higher_is_better=True),
-    Column("train_seconds", "training time", higher_is_better=False),
+    Column("n_trainable_params", "trainable params", mark_lowest=True),
+    Column("artifact_bytes", "artifact size", mark_lowest=True),
+    Column("val_mIoU", "val mIoU"),
+    Column("mIoU", "test mIoU"),
+    Column("mF1", "mF1"),
+    Column("OA", "OA"),
+    Column("kappa", "kappa"),
+    Column("ignore_background.mIoU", "mIoU ignore-bg"),
+    Column("train_seconds", "training time (all seeds)"),
 )
+COST_KEYS = ("n_trainable_params", "artifact_bytes", "train_seconds", "val_mIoU")
 
 
 def _get(metrics: dict, key: str):
@@ -51,55 +74,104 @@ def _get(metrics: dict, key: str):
     return value
 
 
-def comparison_table(rows: dict[str, dict], majority: dict | None) -> str:
-    """Markdown table of ``variant -> metrics``; the best value of each column in bold.
+def comparison_table(rows: dict[str, dict], majority: dict | None, intervals: dict[str, Interval] | None = None,
+                     reference: str = REFERENCE) -> str:
+    """Markdown table of ``variant -> metrics`` with, per variant, its interval against ``reference``.
 
-    ``majority``: scores of the majority-class predictor, shown as a last row (not ranked).
+    ``majority``: scores of the majority-class predictor, shown as a last row. A variant marked
+    ``†`` had a seed stopped by the wall-time guard (not comparable).
     """
-    best = {}
+    intervals = intervals or {}
+    lowest = {}
     for col in COLUMNS:
         values = [v for v in (_get(m, col.key) for m in rows.values()) if v is not None]
-        if values:
-            best[col.key] = max(values) if col.higher_is_better else min(values)
-    lines = [
-        "| variant | " + " | ".join(c.header for c in COLUMNS) + " |",
-        "|---|" + "---:|" * len(COLUMNS),
-    ]
+        if col.mark_lowest and values:
+            lowest[col.key] = min(values)
+    headers = [c.header for c in COLUMNS] + ["seeds: test mIoU", f"Δ mIoU vs {reference} [95 % interval]", "verdict"]
+    lines = ["| variant | " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1) + "---|"]
     for variant, metrics in rows.items():
         cells = []
         for col in COLUMNS:
-            value = _get(metrics, col.key)
-            text = col.format(value)
-            cells.append(f"**{text}**" if value is not None and value == best.get(col.key) else text)
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+            text = col.format(metrics)
+            cells.append(f"**{text}**" if col.key in lowest and _get(metrics, col.key) == lowest[col.key] else text)
+        cells.append(" / ".join(fmt(v) for v in metrics.get("seed_mIoU", [])) or "n/a")
+        interval = intervals.get(variant)
+        if variant == reference:
+            cells += ["reference", "-"]
+        elif interval is None:
+            cells += ["n/a", "n/a"]
+        else:
+            cells += [str(interval), interval.verdict]
+        name = f"{variant} †" if metrics.get("cut_short") else variant
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if majority is not None:
-        cells = ["-" if col.key in ("n_trainable_params", "artifact_bytes", "train_seconds") else col.format(_get(majority, col.key))
-                 for col in COLUMNS]
+        cells = ["-" if col.key in COST_KEYS else col.format(majority) for col in COLUMNS] + ["-", "-", "-"]
         lines.append(f"| majority class ({majority.get('class', '?')}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def pairwise_table(names: list[str], pairs: dict[tuple[str, str], Interval]) -> str:
+    """Markdown matrix: row minus column mIoU difference and its interval; ▲/▼ only when it excludes 0."""
+    marks = {"better": "▲", "worse": "▼", "within noise": "≈"}
+    lines = ["| row − column | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for a in names:
+        cells = []
+        for b in names:
+            interval = pairs.get((a, b))
+            cells.append("-" if interval is None else f"{marks[interval.verdict]} {interval}")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_line(names: list[str], rows: dict[str, dict], pairs: dict[tuple[str, str], Interval]) -> str:
+    """Which variant, if any, is better than every other beyond the noise."""
+    top = max(names, key=lambda n: rows[n]["mIoU"])
+    ties = [b for b in names if b != top and pairs[(top, b)].verdict != "better"]
+    if not ties:
+        return f"**{top}** has the highest mean test mIoU and its interval against every other variant excludes 0."
+    return (f"No variant is better than all others beyond the noise: {top} has the highest mean test mIoU, "
+            f"but its difference to {', '.join(ties)} is within noise (interval includes 0).")
+
+
 def write_comparison(params: Params) -> Path:
     """Write ``reports/comparison.md`` over ``params.variants`` (variants not evaluated are listed)."""
-    rows, missing, majority = {}, [], None
+    rows, tiles, missing, majority = {}, {}, [], None
     for variant in params.variants:
         path = params.metrics_path(variant)
         if not path.is_file():
             missing.append(variant)
             continue
         rows[variant] = json.loads(path.read_text())
+        seeds_file = path.with_suffix(".seeds.json")
+        if seeds_file.is_file():
+            rows[variant]["seed_mIoU"] = [s["mIoU"] for s in json.loads(seeds_file.read_text())["seeds"]]
+        if tiles_path(params, variant).is_file():
+            tiles[variant] = TileConfusions.load(tiles_path(params, variant))
         if majority is None and "majority" in rows[variant]:
             majority = {**rows[variant]["majority"], "class": rows[variant].get("majority_class")}
     if not rows:
         raise FileNotFoundError(f"no metrics/<variant>.json for any of {params.variants}; run `samsar evaluate` first")
+    names = list(tiles)
+    pairs = {(a, b): paired_bootstrap(tiles[a], tiles[b]) for a in names for b in names if a != b}
+    reference = REFERENCE if REFERENCE in tiles else (names[0] if names else REFERENCE)
+    intervals = {n: pairs[(n, reference)] for n in names if n != reference}
     first = next(iter(rows.values()))
     text = [
         f"# Variant comparison ({params.data.name})\n",
-        f"Test split ({first.get('n_test_tiles', '?')} tiles), all-classes form unless marked; "
-        "best value per column in **bold** (fewest parameters, smallest artifact and shortest training "
-        "count as best). `mIoU ignore-bg` is the standard form that drops pixels whose truth is background.\n",
-        comparison_table(rows, majority),
+        f"Test split ({first.get('n_test_tiles', '?')} tiles), seeds {first.get('seeds', '?')}, all-classes form unless "
+        "marked. `val mIoU` (mean best validation mIoU) is what selects; test scores only report. "
+        "`mIoU ignore-bg` is the standard form that drops pixels whose truth is background. "
+        "Bold marks only the cheapest cost columns.\n",
+        HOW_TO_READ + "\n",
+        comparison_table(rows, majority, intervals, reference),
     ]
+    if any(m.get("cut_short") for m in rows.values()):
+        text.append("† A seed of this variant was stopped by the `train.max_seconds` guard before its step budget: "
+                    "its scores are not comparable and it is never promoted.\n")
+    if len(names) > 1:
+        text += ["## Pairwise test mIoU differences\n",
+                 "Row minus column, 95 % paired-bootstrap interval; ▲ better, ▼ worse, ≈ within noise.\n",
+                 pairwise_table(names, pairs), verdict_line(names, rows, pairs) + "\n"]
     if missing:
         text.append(f"\nNot evaluated yet: {', '.join(missing)}.\n")
     out = params.path("reports/comparison.md")

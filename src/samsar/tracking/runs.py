@@ -120,27 +120,43 @@ def run_tags(params: Params, variant: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def training_run(params: Params, variant: str) -> Iterator[RunHandle]:
-    """A new MLflow run for training ``variant``: tags, all params and system metrics logged.
+def variant_run(params: Params, variant: str) -> Iterator[RunHandle]:
+    """The parent MLflow run that groups the per-seed training runs of ``variant``.
 
-    When the block wrote ``models/<variant>/adapter``, that adapter is logged as the run's pyfunc
-    model. Ends ``FINISHED`` on success; on any exception ``FAILED`` with the ``error`` tag, then
-    re-raises. With ``tracking.enabled: false`` it yields a handle that logs nothing.
+    Ends ``FINISHED`` on success, ``FAILED`` with the ``error`` tag on any exception.
+    """
+    client = store.client(params)
+    experiment_id = store.ensure_experiment(client, params)
+    tags = {**run_tags(params, variant), "run_kind": "variant", "seeds": json.dumps(params.train.seeds)}
+    run = client.create_run(experiment_id, tags=tags, run_name=variant)
+    handle = RunHandle(client, run.info.run_id, params)
+    with _ending_run(handle):
+        handle.log_params(flatten_params(params))
+        yield handle
+
+
+@contextlib.contextmanager
+def training_run(params: Params, variant: str, seed: int, parent_run_id: str | None = None) -> Iterator[RunHandle]:
+    """A new MLflow run for training one seed of ``variant`` (nested under ``parent_run_id``).
+
+    Tagged with the seed; all params and system metrics logged. Ends ``FINISHED`` on success; on
+    any exception ``FAILED`` with the ``error`` tag, then re-raises. With ``tracking.enabled:
+    false`` it yields a handle that logs nothing. The adapter is logged as a pyfunc model only
+    when it is registered (``samsar register``), so unregistered seeds cost no model upload.
     """
     if not params.tracking.enabled:
         yield RunHandle(None, None, params)
         return
     client = store.client(params)
     experiment_id = store.ensure_experiment(client, params)
-    run = client.create_run(experiment_id, tags=run_tags(params, variant), run_name=variant)
+    tags = {**run_tags(params, variant), "mlflow.runName": f"{variant}-seed{seed}", "seed": str(seed), "run_kind": "seed"}
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
     handle = RunHandle(client, run.info.run_id, params)
-    started = time.time()
     with _ending_run(handle), _system_metrics(params, handle):
-        handle.log_params(flatten_params(params))
+        handle.log_params({**flatten_params(params), "seed": seed})
         yield handle
-        adapter_dir = params.variant_dir(variant) / "adapter"
-        if (adapter_dir / "adapter.json").is_file() and (adapter_dir / "adapter.json").stat().st_mtime >= started:
-            handle.log_adapter_model(adapter_dir)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,14 @@
 """Training of one variant: AdamW + warm-up/cosine, weighted CE + Dice, SAR-safe augmentation,
 validation-mIoU model selection with early stopping, resumable checkpoints, DDP via ``torchrun``.
 
-Reproducibility: the epoch's sample order comes from a sampler seeded by ``(train.seed, epoch)``
-and each batch's augmentation from a generator seeded by ``(train.seed, epoch, batch, rank)``, so a
-run resumed from a checkpoint replays exactly the batches an uninterrupted run would have seen.
+The budget is in optimizer steps (``train.epochs``, capped by ``train.max_steps``) and the
+learning-rate schedule follows it, so the same params give the same weights however busy the
+machine is. ``train.max_seconds`` is only a guard: when it fires the run is marked cut short.
+
+Every variant trains once per seed of ``train.seeds`` (one process, start-up paid once). A seed
+sets the head's initialisation, the epoch's sample order (a sampler seeded by ``(seed, epoch)``)
+and each batch's augmentation (a generator seeded by ``(seed, epoch, batch, rank)``), so a run
+resumed from a checkpoint replays exactly the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,39 +37,113 @@ from tqdm import tqdm
 from samsar.config import Params
 from samsar.evaluation.metrics import format_metric, segmentation_metrics
 from samsar.evaluation.tiles import autocast_for, dataset_confusion, tile_logits
-from samsar.io import write_json, write_text
+from samsar.io import atomic_path, write_json, write_text
 from samsar.training.augment import augment_batch
 from samsar.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from samsar.training.distributed import DistContext, all_reduce_sum, broadcast_flag, distributed_context
 from samsar.training.losses import SegmentationLoss, class_weights_from_counts
 from samsar.training.schedules import WarmupCosine
+from samsar.uncertainty import mean_and_std
 
 log = logging.getLogger(__name__)
 
-HISTORY_FIELDS = ("epoch", "step", "train_loss", "val_mIoU", "lr", "seconds")
+HISTORY_FIELDS = ("seed", "epoch", "step", "train_loss", "val_mIoU", "lr", "seconds")
+CUT_SHORT = "max_seconds"  # the stop reason of the wall-time guard
 
 
-def checkpoint_path(params: Params, variant: str) -> Path:
-    """Where the resumable checkpoint of ``variant`` lives (not a DVC output)."""
-    return params.path(Path(".cache/checkpoints") / variant / "last.pt")
+def checkpoint_dir(params: Params, variant: str) -> Path:
+    """Where the resumable checkpoints of ``variant`` live, one per seed (not a DVC output)."""
+    return params.path(Path(".cache/checkpoints") / variant)
+
+
+def checkpoint_path(params: Params, variant: str, seed: int) -> Path:
+    """The resumable checkpoint of one seed of ``variant``."""
+    return checkpoint_dir(params, variant) / f"seed{seed}" / "last.pt"
+
+
+def seed_dir(params: Params, variant: str, seed: int) -> Path:
+    """``models/<variant>/seeds/<seed>``: that seed's adapter, history.csv and train_summary.json."""
+    return params.variant_dir(variant) / "seeds" / str(seed)
 
 
 def train_variant(params: Params, variant: str, resume: bool = False) -> dict:
-    """Train ``variant`` on the processed dataset; write the adapter, history.csv and train_summary.json.
+    """Train ``variant`` once per seed of ``train.seeds`` and write the variant's outputs.
 
-    Under ``torchrun`` every rank trains (gradients averaged by DDP) and rank 0 writes the files.
-    Returns the training summary.
+    Per seed: ``models/<variant>/seeds/<seed>/{adapter/,history.csv,train_summary.json}`` and an MLflow
+    run tagged with the seed, nested under one parent run of the variant. For the variant:
+    ``models/<variant>/adapter`` (a copy of the seed with the best validation mIoU: validation
+    selects, test never does), ``history.csv`` (all seeds) and ``train_summary.json`` (per-seed
+    summaries, means). Under ``torchrun`` every rank trains and rank 0 writes. Returns the
+    variant summary.
     """
     with distributed_context() as ctx:
-        trainer = Trainer(params, variant, ctx)
-        if not (ctx.is_main and params.tracking.enabled):
-            return trainer.fit(resume)
-        from samsar.tracking.runs import resume_run, training_run
+        tracked = ctx.is_main and params.tracking.enabled
+        if tracked:
+            from samsar.tracking.runs import variant_run
 
-        previous_run = trainer.checkpointed_run_id() if resume else None
-        run = resume_run(params, previous_run) if previous_run else training_run(params, variant)
-        with run as handle:
-            return trainer.fit(resume, tracker=handle)
+            parent = variant_run(params, variant)
+        else:
+            parent = contextlib.nullcontext(None)
+        with parent as parent_handle:
+            summaries = [_train_seed(params, variant, seed, ctx, resume, parent_handle) for seed in params.train.seeds]
+            if not ctx.is_main:
+                return summaries[0]
+            summary = _write_variant_outputs(params, variant, summaries)
+            if parent_handle is not None:
+                parent_handle.set_tags({"selected_seed": summary["selected_seed"], "cut_short": summary["cut_short"]})
+                parent_handle.log_metrics({"mean_best_val_mIoU": summary["best_val_mIoU"] or 0.0})
+        return summary
+
+
+def _train_seed(params: Params, variant: str, seed: int, ctx: DistContext, resume: bool, parent) -> dict:
+    """Train one seed (resuming its checkpoint if asked and present); returns its summary."""
+    trainer = Trainer(params, variant, ctx, seed)
+    resume = resume and trainer.ckpt_path.is_file()
+    if parent is None:
+        return trainer.fit(resume)
+    from samsar.tracking.runs import resume_run, training_run
+
+    previous_run = trainer.checkpointed_run_id() if resume else None
+    run = resume_run(params, previous_run) if previous_run else training_run(params, variant, seed, parent.run_id)
+    with run as handle:
+        return trainer.fit(resume, tracker=handle)
+
+
+def _write_variant_outputs(params: Params, variant: str, summaries: list[dict]) -> dict:
+    """The variant-level adapter (best validation seed), merged history and summary."""
+    out = params.variant_dir(variant)
+    selected = max(summaries, key=lambda s: -math.inf if s["best_val_mIoU"] is None else s["best_val_mIoU"])
+    with atomic_path(out / "adapter") as tmp:
+        shutil.copytree(seed_dir(params, variant, selected["seed"]) / "adapter", tmp)
+    rows = []
+    for s in summaries:
+        with (seed_dir(params, variant, s["seed"]) / "history.csv").open() as f:
+            rows.extend(csv.DictReader(f))
+    _write_history(out / "history.csv", rows)
+    val_mean, val_std = mean_and_std([s["best_val_mIoU"] for s in summaries])
+    summary = {
+        "variant": variant,
+        "seeds": [s["seed"] for s in summaries],
+        "selected_seed": selected["seed"],
+        "selection": "best validation mIoU over seeds",
+        "mlflow_run_id": selected["mlflow_run_id"],
+        "base_id": selected["base_id"],
+        "n_trainable_params": selected["n_trainable_params"],
+        "n_total_params": selected["n_total_params"],
+        "best_val_mIoU": val_mean,
+        "best_val_mIoU_std": val_std,
+        "steps": [s["steps"] for s in summaries],
+        "train_seconds": round(sum(s["train_seconds"] for s in summaries), 3),
+        "cut_short": any(s["cut_short"] for s in summaries),
+        "runs": summaries,
+    }
+    write_json(out / "train_summary.json", summary)
+    Console(stderr=True).print(
+        f"train {variant}: {len(summaries)} seeds, best val mIoU {format_metric(val_mean)} ± {format_metric(val_std)}, "
+        f"steps {summary['steps']}; seed {selected['seed']} (best validation) -> {out / 'adapter'}"
+        + (" [yellow]CUT SHORT by train.max_seconds[/]" if summary["cut_short"] else "")
+    )
+    return summary
 
 
 class _TrainForward(nn.Module):
@@ -101,13 +181,13 @@ class TrainState:
 class Trainer:
     """Builds data, model and optimiser for one variant and runs the training loop."""
 
-    def __init__(self, params: Params, variant: str, ctx: DistContext) -> None:
+    def __init__(self, params: Params, variant: str, ctx: DistContext, seed: int) -> None:
         from samsar.data.dataset import DatasetInfo, TileDataset
         from samsar.models.variants import build_segmenter
         from samsar.tracking.provenance import base_checkpoint_path
 
-        self.params, self.variant, self.ctx, self.cfg = params, variant, ctx, params.train
-        _seed_everything(self.cfg.seed, self.cfg.deterministic)
+        self.params, self.variant, self.ctx, self.cfg, self.seed = params, variant, ctx, params.train, seed
+        _seed_everything(seed, self.cfg.deterministic)
         self.info = DatasetInfo.load(params.processed_dir)
         self.train_tiles = TileDataset(params.processed_dir, "train")
         self.val_tiles = TileDataset(params.processed_dir, "val")
@@ -122,7 +202,7 @@ class Trainer:
             num_classes=self.info.num_classes,
             checkpoint=self.base_checkpoint,
             options=params.variant_options,
-            seed=params.seed,
+            seed=seed,
             gradient_checkpointing=params.model.gradient_checkpointing,
         ).to(ctx.device)
         weights = class_weights_from_counts(self.train_tiles.class_pixel_counts(), self.cfg.class_weights)
@@ -135,9 +215,11 @@ class Trainer:
             self.model = DistributedDataParallel(self.model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
         self.batches_per_epoch = math.ceil(math.ceil(len(self.train_tiles) / ctx.world_size) / self.cfg.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.cfg.grad_accum)
-        self.total_steps = max(1, self.steps_per_epoch * self.cfg.epochs)
-        self.ckpt_path = checkpoint_path(params, variant)
-        self.out_dir = params.variant_dir(variant)
+        self.total_steps = self.steps_per_epoch * self.cfg.epochs
+        if self.cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, self.cfg.max_steps)
+        self.ckpt_path = checkpoint_path(params, variant, seed)
+        self.out_dir = seed_dir(params, variant, seed)
         self.best: dict[str, torch.Tensor] | None = None  # trainable tensors of the best validation round
 
     # -- setup helpers -------------------------------------------------------------------------
@@ -161,7 +243,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: bool = False, tracker: Any = None) -> dict:
-        """Train until the epoch budget, ``train.max_seconds`` or early stopping; return the summary."""
+        """Train until the step budget, early stopping or the ``train.max_seconds`` guard; return the summary."""
         state = self._restore() if resume else TrainState()
         if tracker is not None:
             state.mlflow_run_id = tracker.run_id or ""
@@ -172,14 +254,16 @@ class Trainer:
         def elapsed() -> float:
             return state.elapsed + time.perf_counter() - session_start
 
-        bar = tqdm(total=self.total_steps, initial=state.step, desc=self.variant, unit="step",
+        bar = tqdm(total=self.total_steps, initial=state.step, desc=f"{self.variant} seed {self.seed}", unit="step",
                    disable=None if self.ctx.is_main else True, dynamic_ncols=True)
         self.segmenter.train()
-        while not state.stop_reason and state.epoch < self.cfg.epochs:
+        while not state.stop_reason and state.step < self.total_steps:
             stopped_by_time = self._train_epoch(state, elapsed, bar)
             self._validate(state, elapsed, tracker)
             if stopped_by_time:
-                state.stop_reason = "max_seconds"
+                state.stop_reason = CUT_SHORT
+            elif state.step >= self.total_steps:
+                state.stop_reason = "max_steps" if state.epoch + 1 < self.cfg.epochs else "epochs"
             elif state.rounds_since_best >= self.cfg.early_stopping_patience:
                 state.stop_reason = "early_stopping"
             state.epoch += 1
@@ -196,7 +280,7 @@ class Trainer:
         return summary
 
     def _train_epoch(self, state: TrainState, elapsed, bar) -> bool:
-        """Run the rest of the current epoch; True when the time budget ran out."""
+        """Run the rest of the current epoch (or up to the step budget); True when the time guard fired."""
         batches = self._epoch_batches(state.epoch)
         dataset = self.cached if self.cached is not None else self.train_tiles
         loader = DataLoader(dataset, batch_sampler=batches[state.batches_done :], num_workers=self.cfg.num_workers)
@@ -216,7 +300,7 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            self.scheduler.step(self._progress(state.step, elapsed()))
+            self.scheduler.step(state.step / self.total_steps)
             bar.update(1)
             bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.3f}", lr=f"{self.scheduler.last_lr():.2e}")
             if self.cfg.checkpoint_every and state.step % self.cfg.checkpoint_every == 0:
@@ -224,10 +308,12 @@ class Trainer:
             out_of_time = self.cfg.max_seconds is not None and elapsed() >= self.cfg.max_seconds
             if broadcast_flag(out_of_time, self.ctx):
                 return True
+            if state.step >= self.total_steps:
+                break
         return False
 
     def _micro_step(self, batch: dict, epoch: int, index: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(_batch_seed(self.cfg.seed, epoch, index, self.ctx.rank))
+        generator = torch.Generator().manual_seed(_batch_seed(self.seed, epoch, index, self.ctx.rank))
         device = self.ctx.device
         if self.cached is not None:
             features, labels = self.cached.batch_features(batch, generator if self.cfg.augment else None)
@@ -244,24 +330,19 @@ class Trainer:
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's micro-batches of ``epoch``: a permutation seeded by ``(seed, epoch)``."""
         sampler = DistributedSampler(
-            self.train_tiles, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=self.cfg.seed
+            self.train_tiles, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=self.seed
         )
         sampler.set_epoch(epoch)
         order = list(sampler)
         size = self.cfg.batch_size
         return [order[i : i + size] for i in range(0, len(order), size)]
 
-    def _progress(self, step: int, seconds: float) -> float:
-        progress = step / self.total_steps
-        if self.cfg.max_seconds:
-            progress = max(progress, seconds / self.cfg.max_seconds)
-        return progress
-
     def _validate(self, state: TrainState, elapsed, tracker) -> None:
         """One validation round: history row, best-state bookkeeping, metrics to MLflow."""
         miou = self._val_miou()
         train_loss = state.loss_sum / state.loss_count if state.loss_count else float("nan")
         row = {
+            "seed": self.seed,
             "epoch": state.epoch,
             "step": state.step,
             "train_loss": train_loss,
@@ -277,8 +358,8 @@ class Trainer:
         else:
             state.rounds_since_best += 1
         if self.ctx.is_main:
-            log.info("%s epoch %d: loss %.4f, val mIoU %.4f", self.variant, state.epoch, train_loss, miou)
-            self._write_history(state.history)
+            log.info("%s seed %d epoch %d: loss %.4f, val mIoU %.4f", self.variant, self.seed, state.epoch, train_loss, miou)
+            _write_history(self.out_dir / "history.csv", state.history)
             if tracker is not None:
                 tracker.log_metrics({k: row[k] for k in ("train_loss", "val_mIoU", "lr")}, step=state.epoch)
 
@@ -303,6 +384,7 @@ class Trainer:
             snapshot["elapsed"] = elapsed
         save_checkpoint(self.ckpt_path, {
             "variant": self.variant,
+            "seed": self.seed,
             "base_id": self.segmenter.base_id,
             "state": snapshot,
             "model": {n: t.detach().cpu() for n, t in self.segmenter.trainable_state_dict().items()},
@@ -313,10 +395,11 @@ class Trainer:
 
     def _restore(self) -> TrainState:
         ckpt = load_checkpoint(self.ckpt_path)
-        if ckpt["variant"] != self.variant or ckpt["base_id"] != self.segmenter.base_id:
+        made = (ckpt["variant"], ckpt.get("seed"), ckpt["base_id"])
+        if made != (self.variant, self.seed, self.segmenter.base_id):
             raise ValueError(
-                f"{self.ckpt_path}: checkpoint of variant '{ckpt['variant']}' on base {ckpt['base_id']} cannot resume "
-                f"'{self.variant}' on {self.segmenter.base_id}; train without --resume"
+                f"{self.ckpt_path}: checkpoint of variant '{made[0]}' seed {made[1]} on base {made[2]} cannot resume "
+                f"'{self.variant}' seed {self.seed} on {self.segmenter.base_id}; train without --resume"
             )
         self.segmenter.load_state_dict(ckpt["model"], strict=False)
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -325,7 +408,7 @@ class Trainer:
         device = self.ctx.device
         self.best = None if ckpt["best"] is None else {n: t.to(device) for n, t in ckpt["best"].items()}
         state = TrainState(**ckpt["state"])
-        log.info("%s: resumed at epoch %d, step %d", self.variant, state.epoch, state.step)
+        log.info("%s seed %d: resumed at epoch %d, step %d", self.variant, self.seed, state.epoch, state.step)
         return state
 
     # -- outputs -------------------------------------------------------------------------------
@@ -333,6 +416,7 @@ class Trainer:
         n_trainable = sum(p.numel() for p in self.segmenter.parameters() if p.requires_grad)
         return {
             "variant": self.variant,
+            "seed": self.seed,
             "base_id": self.segmenter.base_id,
             "train_seconds": round(state.elapsed, 3),
             "n_trainable_params": n_trainable,
@@ -341,7 +425,9 @@ class Trainer:
             "best_epoch": state.best_epoch,
             "epochs_run": len(state.history),
             "steps": state.step,
+            "step_budget": self.total_steps,
             "stop_reason": state.stop_reason,
+            "cut_short": state.stop_reason == CUT_SHORT,
             "mlflow_run_id": state.mlflow_run_id or None,
             "world_size": self.ctx.world_size,
             "device": str(self.ctx.device),
@@ -360,32 +446,37 @@ class Trainer:
             "scaling": info.scaler.to_dict(),
             "dataset": self.params.data.name,
             "data_source": info.source,
+            "seed": self.seed,
             "train": self.cfg.model_dump(mode="json"),
         }
-
-    def _write_history(self, history: list[dict]) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(history)
-        write_text(self.out_dir / "history.csv", buffer.getvalue())
 
     def _write_outputs(self, state: TrainState, summary: dict, tracker: Any) -> None:
         from samsar.models.artifacts import save_adapter
 
+        if state.step == 0:
+            raise RuntimeError(f"{self.variant} seed {self.seed}: trained 0 steps; nothing written (check train.epochs)")
         save_adapter(self.segmenter, self.out_dir / "adapter", self._adapter_meta())
-        self._write_history(state.history)
+        _write_history(self.out_dir / "history.csv", state.history)
         write_json(self.out_dir / "train_summary.json", summary)
         Console(stderr=True).print(
-            f"train {self.variant}: best val mIoU {format_metric(summary['best_val_mIoU'])} at epoch {summary['best_epoch']}, "
-            f"{summary['steps']} steps in {summary['train_seconds']:.0f} s (stopped by {state.stop_reason}) "
-            f"-> {self.out_dir / 'adapter'}"
+            f"train {self.variant} seed {self.seed}: best val mIoU {format_metric(summary['best_val_mIoU'])} at epoch "
+            f"{summary['best_epoch']}, {summary['steps']}/{self.total_steps} steps in {summary['train_seconds']:.0f} s "
+            f"(stopped by {state.stop_reason})" + (" [yellow]CUT SHORT by train.max_seconds[/]" if summary["cut_short"] else "")
         )
         if tracker is not None:
+            tracker.set_tags({"cut_short": summary["cut_short"], "stop_reason": state.stop_reason, "steps": state.step})
             tracker.log_metrics({"best_val_mIoU": summary["best_val_mIoU"] or 0.0, "train_seconds": summary["train_seconds"],
-                                 "n_trainable_params": summary["n_trainable_params"]})
+                                 "n_trainable_params": summary["n_trainable_params"], "steps": state.step})
             tracker.log_artifacts(self.out_dir / "history.csv")
             tracker.log_artifacts(self.out_dir / "train_summary.json")
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def _batch_seed(seed: int, epoch: int, index: int, rank: int) -> int:

@@ -115,7 +115,11 @@ def pretrain(params: Params) -> Path | None:
     bar = tqdm(total=cfg.max_steps, desc="pretrain", unit="step", disable=None, dynamic_ncols=True)
     segmenter.train()
     step = 0
-    while step < cfg.max_steps and time.perf_counter() - start < cfg.seconds:
+    cut_short = False
+    while step < cfg.max_steps:
+        if cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds:
+            cut_short = True
+            break
         images, labels = scenes.batch(cfg.batch_size, generator)
         with autocast_for(device, train_cfg.precision):
             logits = segmenter(images.to(device))
@@ -124,7 +128,7 @@ def pretrain(params: Params) -> Path | None:
         loss.backward()
         optimizer.step()
         step += 1
-        scheduler.step(max(step / cfg.max_steps, (time.perf_counter() - start) / cfg.seconds))
+        scheduler.step(step / cfg.max_steps)
         scenes.refresh(step)
         losses.append(float(loss.detach()))
         bar.update(1)
@@ -139,6 +143,8 @@ def pretrain(params: Params) -> Path | None:
     holdout = _holdout_miou(segmenter, scenes, device, train_cfg.precision)
     write_json(summary_path(output), {
         "steps": step,
+        "max_steps": cfg.max_steps,
+        "cut_short": cut_short,
         "seconds": round(seconds, 2),
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
         "source_holdout_mIoU": holdout,
@@ -148,7 +154,8 @@ def pretrain(params: Params) -> Path | None:
         "backbone": params.model.backbone,
         "image_size": params.model.image_size,
     })
-    console.print(f"pretrain: {step} steps in {seconds:.0f} s, source-domain holdout mIoU {holdout:.3f} -> {output}")
+    console.print(f"pretrain: {step}/{cfg.max_steps} steps in {seconds:.0f} s, source-domain holdout mIoU {holdout:.3f} -> {output}"
+                  + (" [yellow]CUT SHORT by pretrain.max_seconds[/]" if cut_short else ""))
     return output
 
 
