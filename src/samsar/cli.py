@@ -133,26 +133,67 @@ def compare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
 
 @app.command()
 def register(params: ParamsOpt = DEFAULT_PARAMS) -> None:
-    """Register every evaluated variant in MLflow (alias `challenger`) and run the promotion gate."""
+    """Register every evaluated variant in MLflow, best by validation mIoU as `challenger`, and run the gate."""
     p = _params(params)
-    from samsar.tracking.registry import register_and_promote
+    from samsar.tracking.registry import RegistryError, register_and_promote
 
-    register_and_promote(p)
+    try:
+        register_and_promote(p)
+    except RegistryError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
 def promote(
     params: ParamsOpt = DEFAULT_PARAMS,
     version: Annotated[Optional[int], typer.Option(help="Model version to consider (default: the challenger).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision without acting.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision without acting or recording it.")] = False,
 ) -> None:
-    """Move alias `champion` to the challenger only if it passes the metric gate."""
+    """Move alias `champion` to the challenger only if it passes the gate (test-mIoU interval, classes, baseline)."""
     p = _params(params)
     from samsar.tracking.registry import RegistryError
     from samsar.tracking.registry import promote as run
 
     try:
         run(p, version=version, dry_run=dry_run)
+    except RegistryError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def history(
+    params: ParamsOpt = DEFAULT_PARAMS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decisions as JSON.")] = False,
+) -> None:
+    """Print every recorded promotion decision (promotions, refusals, rollbacks) with its numbers."""
+    p = _params(params)
+    import json
+
+    from samsar.tracking.registry import RegistryError, promotion_history, show_history
+    from samsar.tracking.store import model_name
+
+    try:
+        records = promotion_history(p)
+    except RegistryError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+    else:
+        show_history(records, model_name(p))
+
+
+@app.command()
+def rollback(params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """Move alias `champion` back to the previous champion; the rollback is recorded in the history."""
+    p = _params(params)
+    from samsar.tracking.registry import RegistryError
+    from samsar.tracking.registry import rollback as run
+
+    try:
+        run(p)
     except RegistryError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from exc
