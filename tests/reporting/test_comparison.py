@@ -1,34 +1,82 @@
-"""The comparison table: best value per column in bold, majority baseline row."""
+"""The comparison table: mean ± std over seeds, intervals against the reference, verdicts only beyond the noise."""
 
 import json
 
+import numpy as np
 import pytest
 
 from samsar.config import Params
+from samsar.evaluation.runner import tiles_path
 from samsar.reporting.comparison import comparison_table, write_comparison
+from samsar.uncertainty import TileConfusions
+
+CLASSES = ("a", "b")
 
 
-def _metrics(miou, params, seconds, size):
-    return {"mIoU": miou, "mF1": miou + 0.1, "OA": 0.8, "kappa": miou - 0.1, "n_trainable_params": params,
-            "artifact_bytes": size, "train_seconds": seconds, "ignore_background": {"mIoU": miou - 0.05}}
+def _metrics(miou, params, seconds, size, std=0.01):
+    return {"mIoU": miou, "mIoU_std": std, "mF1": miou + 0.1, "OA": 0.8, "kappa": miou - 0.1, "val_mIoU": miou,
+            "n_trainable_params": params, "artifact_bytes": size, "train_seconds": seconds,
+            "ignore_background": {"mIoU": miou - 0.05}, "seeds": [0, 1, 2]}
 
 
-def test_best_per_column_is_bold():
-    rows = {"small": _metrics(0.6, 1000, 50.0, 4096), "big": _metrics(0.7, 9000, 80.0, 8192)}
-    table = comparison_table(rows, {"mIoU": 0.1, "mF1": 0.1, "OA": 0.4, "kappa": 0.0, "class": "bg"})
+def _tiles(accuracy: np.ndarray) -> TileConfusions:
+    """Per-(seed, tile) two-class confusions with the given accuracy (1000 pixels per class and tile)."""
+    s, t = accuracy.shape
+    cm = np.zeros((s, t, 2, 2), dtype=np.int64)
+    right = np.round(1000 * accuracy).astype(np.int64)
+    cm[..., 0, 0] = cm[..., 1, 1] = right
+    cm[..., 0, 1] = cm[..., 1, 0] = 1000 - right
+    return TileConfusions(cm, tuple(range(s)), tuple(f"t{i}" for i in range(t)), CLASSES)
+
+
+def _project(tmp_path, variants):
+    return Params.model_validate({
+        "data": {"classes": [{"name": n, "color": [0, 0, 0]} for n in CLASSES], "background": None},
+        "variants": variants, "root": str(tmp_path),
+    })
+
+
+def test_mean_std_cost_marks_and_majority_row():
+    rows = {"small": _metrics(0.6, 1000, 50.0, 4096), "big": {**_metrics(0.7, 9000, 80.0, 8192), "cut_short": True}}
+    table = comparison_table(rows, {"mIoU": 0.1, "mF1": 0.1, "OA": 0.4, "kappa": 0.0, "class": "bg"}, reference="small")
     small = next(line for line in table.splitlines() if line.startswith("| small"))
     big = next(line for line in table.splitlines() if line.startswith("| big"))
-    assert "**1,000**" in small and "**4.0 KiB**" in small and "**50 s**" in small and "**0.600**" not in small
-    assert "**0.700**" in big and "**0.650**" in big and "9,000" in big and "**9,000**" not in big
+    assert "**1,000**" in small and "**4.0 KiB**" in small and "0.600 ± 0.010" in small and "reference" in small
+    assert "0.700 ± 0.010" in big and "**0.700" not in big and "9,000" in big and "**9,000**" not in big
+    assert big.startswith("| big †")  # cut short by the wall-time guard
     majority = table.splitlines()[-1]
     assert majority.startswith("| majority class (bg)") and "0.100" in majority and "**" not in majority
 
 
+def test_better_only_when_the_interval_excludes_zero(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.75, 0.85, size=(1, 20))
+    archives = {
+        "decoder_only": _tiles(base + rng.normal(0, 0.01, (3, 20))),
+        "lora": _tiles(base + 0.08 + rng.normal(0, 0.01, (3, 20))),  # clearly better on every tile
+        "adapter": _tiles(base + rng.normal(0, 0.01, (3, 20))),  # same distribution: within noise
+    }
+    params = _project(tmp_path, list(archives))
+    params.metrics_path("lora").parent.mkdir(parents=True)
+    for name, tiles in archives.items():
+        tiles.save(tiles_path(params, name))
+        per_seed = [float(np.mean([_miou(tiles.confusion[s].sum(0))])) for s in range(3)]
+        params.metrics_path(name).write_text(json.dumps({**_metrics(float(np.mean(per_seed)), 10, 1.0, 10), "n_test_tiles": 20}))
+    text = write_comparison(params).read_text()
+    lora = next(line for line in text.splitlines() if line.startswith("| lora |"))
+    adapter = next(line for line in text.splitlines() if line.startswith("| adapter |"))
+    assert lora.rstrip().endswith("| better |") and adapter.rstrip().endswith("| within noise |")
+    assert "**lora** has the highest mean test mIoU" in text
+    assert "95 % paired bootstrap" in text and "± " in text
+
+
+def _miou(cm):
+    tp = np.diag(cm)
+    return float(np.mean(tp / (cm.sum(0) + cm.sum(1) - tp)))
+
+
 def test_write_comparison_needs_metrics(tmp_path):
-    params = Params.model_validate({
-        "data": {"classes": [{"name": "a", "color": [0, 0, 0]}], "background": None},
-        "variants": ["decoder_only", "lora"], "root": str(tmp_path),
-    })
+    params = _project(tmp_path, ["decoder_only", "lora"])
     with pytest.raises(FileNotFoundError, match="samsar evaluate"):
         write_comparison(params)
     params.metrics_path("lora").parent.mkdir(parents=True)

@@ -40,23 +40,27 @@ def adapter_project(tmp_path, make_params):
 
 
 def _train_and_register(params):
-    with training_run(params, "decoder_only") as run:
+    """A training run, registered and made champion directly (the gate is tested in test_registry.py)."""
+    with training_run(params, "decoder_only", seed=0) as run:
         run.log_metrics({"val_mIoU": 0.3}, step=0)
-        (params.variant_dir("decoder_only") / "adapter" / "adapter.json").touch()  # "written by this training"
     write_json(params.variant_dir("decoder_only") / "train_summary.json", {"mlflow_run_id": run.run_id})
-    write_json(params.metrics_path("decoder_only"), {"mIoU": 0.3, "per_class_iou": dict(zip(CLASS_NAMES, (0.2, 0.3, 0.4)))})
-    return run.run_id, registry.register_and_promote(params)
+    write_json(params.metrics_path("decoder_only"), {"mIoU": 0.3, "val_mIoU": 0.3,
+                                                     "per_class_iou": dict(zip(CLASS_NAMES, (0.2, 0.3, 0.4)))})
+    version = registry.register_variant(params, "decoder_only")
+    store.client(params).set_registered_model_alias("samsar-testset", "champion", version.version)
+    return run.run_id
 
 
 def test_champion_pyfunc_predicts_a_tile_in_a_fresh_process(adapter_project, tmp_path):
     params = adapter_project
-    run_id, decision = _train_and_register(params)
-    assert decision.promoted
+    run_id = _train_and_register(params)
     client = store.client(params)
     version = client.get_model_version_by_alias("samsar-testset", "champion")
     assert version.run_id == run_id
-    # training_run logged the fresh adapter as the run's pyfunc model; registering reused it.
+    # Registering logged the adapter as the run's pyfunc model, once.
     experiment_id = client.get_run(run_id).info.experiment_id
+    assert len(client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")) == 1
+    assert registry.register_variant(params, "decoder_only").version == version.version  # idempotent
     assert len(client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")) == 1
     # The base checkpoint (a small stand-in) travels with the model.
     downloaded = pyfunc.download_model("models:/samsar-testset@champion", tracking_uri=store.tracking_uri(params), dst=tmp_path / "dl")
@@ -82,7 +86,7 @@ def test_champion_pyfunc_predicts_a_tile_in_a_fresh_process(adapter_project, tmp
 
 def test_signature_is_a_tensor_of_any_size_with_the_trained_band_count(adapter_project):
     params = adapter_project
-    with training_run(params, "decoder_only") as run:
+    with training_run(params, "decoder_only", seed=0) as run:
         uri = run.log_adapter_model(params.variant_dir("decoder_only") / "adapter")
     # Logging borrowed MLflow's process-wide URI and gave it back.
     assert "MLFLOW_TRACKING_URI" not in os.environ

@@ -18,17 +18,18 @@ def _only_run(params):
 
 
 def test_training_run_logs_params_metrics_tags_and_finishes(params, tmp_path):
-    with training_run(params, "lora") as run:
+    with training_run(params, "lora", seed=0) as run:
         for epoch in range(3):
             run.log_metrics({"train_loss": 1.0 / (epoch + 1), "val_mIoU": 0.1 * epoch}, step=epoch)
     logged = _only_run(params)
     assert logged.info.status == "FINISHED"
-    assert logged.info.run_name == "lora"
+    assert logged.info.run_name == "lora-seed0"
     assert logged.data.params["train.lr"] == str(params.train.lr)
     assert logged.data.params["variant_options.lora.rank"] == str(params.variant_options.lora.rank)
     assert "root" not in logged.data.params
     tags = logged.data.tags
-    assert tags["variant"] == "lora" and tags["backbone"] == "tiny"
+    assert tags["variant"] == "lora" and tags["backbone"] == "tiny" and tags["seed"] == "0"
+    assert logged.data.params["seed"] == "0"
     assert {"git_sha", "data_hash", "base_checkpoint_sha256"} <= tags.keys()
     history = store.client(params).get_metric_history(run.run_id, "val_mIoU")
     assert [(m.step, round(m.value, 6)) for m in history] == [(0, 0.0), (1, 0.1), (2, 0.2)]
@@ -36,7 +37,7 @@ def test_training_run_logs_params_metrics_tags_and_finishes(params, tmp_path):
 
 def test_failed_run_ends_failed_with_its_error(params):
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
-        with training_run(params, "lora"):
+        with training_run(params, "lora", seed=0):
             raise RuntimeError("CUDA out of memory")
     logged = _only_run(params)
     assert logged.info.status == "FAILED"
@@ -44,7 +45,7 @@ def test_failed_run_ends_failed_with_its_error(params):
 
 
 def test_resume_run_adds_artifacts_to_the_training_run(params, tmp_path):
-    with training_run(params, "decoder_only") as run:
+    with training_run(params, "decoder_only", seed=0) as run:
         pass
     report = tmp_path / "reports" / "decoder_only"
     report.mkdir(parents=True)
@@ -61,7 +62,7 @@ def test_resume_run_adds_artifacts_to_the_training_run(params, tmp_path):
 
 def test_disabled_tracking_logs_nothing(tmp_path, make_params):
     params = make_params(tmp_path, tracking={"enabled": False})
-    with training_run(params, "lora") as run:
+    with training_run(params, "lora", seed=0) as run:
         run.log_metrics({"loss": 1.0}, step=0)
         run.log_artifacts(tmp_path)
     assert run.run_id is None
@@ -71,14 +72,14 @@ def test_disabled_tracking_logs_nothing(tmp_path, make_params):
 def test_system_metrics_are_sampled(tmp_path, monkeypatch, make_params):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     params = make_params(tmp_path, tracking={"system_metrics": True})
-    with training_run(params, "lora"):
+    with training_run(params, "lora", seed=0):
         time.sleep(1.0)
     metrics = _only_run(params).data.metrics
     assert any(key.startswith("system/cpu_utilization_percentage") for key in metrics), metrics
 
 
 def test_long_param_values_are_cut_to_mlflow_limit(params):
-    with training_run(params, "lora") as run:
+    with training_run(params, "lora", seed=0) as run:
         run.log_params({"notes": "x" * (MAX_PARAM_VAL_LENGTH + 100)})
     assert len(_only_run(params).data.params["notes"]) == MAX_PARAM_VAL_LENGTH
 
@@ -110,6 +111,6 @@ def test_unreachable_tracking_at_failure_keeps_the_original_error(params, monkey
         raise ConnectionError("tracking server down")
 
     with pytest.raises(KeyError, match="the real problem"):
-        with training_run(params, "lora") as run:
+        with training_run(params, "lora", seed=0) as run:
             monkeypatch.setattr(run.client, "log_batch", server_down)
             raise KeyError("the real problem")

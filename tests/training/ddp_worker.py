@@ -19,7 +19,7 @@ def flat_trainable(trainer: Trainer) -> torch.Tensor:
 def main(params_path: str, variant: str, out_path: str) -> None:
     params = load_params(params_path)
     with distributed_context() as ctx:
-        trainer = Trainer(params, variant, ctx)
+        trainer = Trainer(params, variant, ctx, params.train.seeds[0])
         before = flat_trainable(trainer)
         batches = trainer._epoch_batches(0)
         summary = trainer.fit()

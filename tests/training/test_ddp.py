@@ -30,4 +30,4 @@ def test_two_rank_training_keeps_ranks_identical(tiny_project, tmp_path, variant
     assert result["max_rank_difference"] == 0.0
     # 12 training tiles -> 6 per rank -> 3 steps of batch 2
     assert result["steps"] == 3
-    assert (params.variant_dir(variant) / "adapter" / "adapter.safetensors").is_file()
+    assert (params.variant_dir(variant) / "seeds" / "0" / "adapter" / "adapter.safetensors").is_file()

@@ -100,7 +100,7 @@ def _project(root):
         "preprocess": {"tile_size": SIZE, "stride": SIZE, "split": {"val": 0.25, "test": 0.25, "block_size": SIZE, "seed": 0}},
         "model": {"backbone": "tiny", "image_size": SIZE},
         "pretrain": {"enabled": False},
-        "train": {"epochs": 2, "batch_size": 4, "max_seconds": None, "warmup_steps": 1, "augment": True,
+        "train": {"seeds": [0], "epochs": 2, "batch_size": 4, "max_seconds": None, "warmup_steps": 1, "augment": True,
                   "early_stopping_patience": 10, "checkpoint_every": 0},
         "tracking": {"enabled": False},
     }
@@ -128,6 +128,7 @@ def test_training_from_the_cache_gives_the_uncached_result(tmp_path):
         runs[cached] = (summary, history)
         (p.variant_dir("parser") / "history.csv").unlink()
     (cached_summary, cached_history), (plain_summary, plain_history) = runs[True], runs[False]
+    cached_summary, plain_summary = cached_summary["runs"][0], plain_summary["runs"][0]
     assert cached_summary["feature_cache"] and not plain_summary["feature_cache"]
     assert list((params.root / ".cache" / "features").rglob("*-d*.npy"))
     assert cached_summary["best_val_mIoU"] == pytest.approx(plain_summary["best_val_mIoU"], abs=1e-3)

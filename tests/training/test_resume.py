@@ -24,7 +24,7 @@ def test_resume_after_injected_failure_matches_uninterrupted_run(tiny_project, t
     variant = "lora"  # trains inside the encoder and the decoder; no feature cache
     reference = tiny_project(root=tmp_path / "reference")
     summary = train_variant(reference, variant)
-    assert summary["steps"] == 6, "fixture: 12 training tiles, batch 4, 2 epochs"
+    assert summary["steps"] == [6], "fixture: 12 training tiles, batch 4, 2 epochs, one seed"
 
     interrupted = tiny_project(root=tmp_path / "interrupted")
     real_step = Trainer._micro_step
@@ -41,7 +41,7 @@ def test_resume_after_injected_failure_matches_uninterrupted_run(tiny_project, t
         train_variant(interrupted, variant)
     monkeypatch.setattr(Trainer, "_micro_step", real_step)
 
-    saved = load_checkpoint(checkpoint_path(interrupted, variant))
+    saved = load_checkpoint(checkpoint_path(interrupted, variant, 0))
     state = saved["state"]
     assert (state["step"], state["epoch"], state["batches_done"], state["stop_reason"]) == (4, 1, 1, "")
     assert len(state["history"]) == 1  # the validation round of epoch 0
@@ -58,7 +58,7 @@ def test_resume_after_injected_failure_matches_uninterrupted_run(tiny_project, t
 
 def test_resume_refuses_a_checkpoint_of_another_variant(tiny_project):
     params = tiny_project()
-    save_checkpoint(checkpoint_path(params, "decoder_only"), {"variant": "lora", "base_id": "random-init:0"})
+    save_checkpoint(checkpoint_path(params, "decoder_only", 0), {"variant": "lora", "seed": 0, "base_id": "random-init:0"})
     with pytest.raises(ValueError, match="cannot resume"):
         train_variant(params, "decoder_only", resume=True)
 

@@ -1,4 +1,5 @@
-"""train -> evaluate -> card with MLflow tracking on: one run collects curves, test metrics, figures, card."""
+"""train -> evaluate -> card with MLflow tracking on: one run per seed under a variant run; the selected
+seed's run collects figures, the per-tile archive and the card."""
 
 import pytest
 
@@ -13,21 +14,29 @@ def _project_store_only(monkeypatch):
 
 
 @pytest.mark.slow
-def test_one_mlflow_run_collects_training_evaluation_and_card(tiny_project):
+def test_mlflow_runs_per_seed_grouped_under_the_variant(tiny_project):
     from samsar.tracking import store
 
-    params = tiny_project({"train": {"epochs": 1}, "tracking": {"enabled": True, "system_metrics": False}})
+    params = tiny_project({"train": {"epochs": 1, "seeds": [0, 1]}, "tracking": {"enabled": True, "system_metrics": False}})
     summary = train_variant(params, "decoder_only")
     run_id = summary["mlflow_run_id"]
-    assert run_id
+    assert run_id == next(r["mlflow_run_id"] for r in summary["runs"] if r["seed"] == summary["selected_seed"])
     evaluate_variant(params, "decoder_only")
     write_card(params, "decoder_only")
 
     client = store.client(params)
-    run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["variant"] == "decoder_only"
-    assert [m.step for m in client.get_metric_history(run_id, "val_mIoU")] == [0]
-    assert run.data.metrics["test_mIoU"] > 0 and "test_ignore_background_lenient_mIoU" in run.data.metrics
+    runs = [client.get_run(r["mlflow_run_id"]) for r in summary["runs"]]
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+    assert len(parents) == 1 and None not in parents
+    parent = client.get_run(parents.pop())
+    assert parent.info.status == "FINISHED" and parent.data.tags["run_kind"] == "variant"
+    assert parent.data.tags["selected_seed"] == str(summary["selected_seed"])
+    for seed, run in zip((0, 1), runs):
+        assert run.info.status == "FINISHED" and run.data.tags["variant"] == "decoder_only"
+        assert run.data.tags["seed"] == str(seed) and run.data.tags["cut_short"] == "False"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mIoU")] == [0]
+        assert run.data.metrics["test_mIoU"] > 0 and "test_ignore_background_lenient_mIoU" in run.data.metrics
+    assert runs[0].data.metrics["test_mIoU"] != runs[1].data.metrics["test_mIoU"]
     logged = {a.path for folder in ("evaluation", "model_card") for a in client.list_artifacts(run_id, folder)}
-    assert {"evaluation/overlays.png", "evaluation/confusion_counts.png", "model_card/model_card.md",
-            "model_card/model_card.html"} <= logged
+    assert {"evaluation/overlays.png", "evaluation/confusion_counts.png", "evaluation/tiles.npz",
+            "evaluation/decoder_only.seeds.json", "model_card/model_card.md", "model_card/model_card.html"} <= logged

@@ -252,7 +252,8 @@ def flat_metrics(metrics: dict, prefix: str = "test_") -> dict[str, float]:
             for name, value in block["per_class_iou"].items():
                 if value is not None:
                     flat[f"{prefix}iou_{name.replace(' ', '_')}"] = float(value)
-    flat[f"{prefix}majority_mIoU"] = float(metrics["majority_mIoU"])
+    if metrics.get("majority_mIoU") is not None:
+        flat[f"{prefix}majority_mIoU"] = float(metrics["majority_mIoU"])
     return flat
 
 

@@ -76,6 +76,9 @@ def train_variant(params: Params, variant: str, resume: bool = False) -> dict:
     summaries, means). Under ``torchrun`` every rank trains and rank 0 writes. Returns the
     variant summary.
     """
+    if resume and not any(checkpoint_path(params, variant, seed).is_file() for seed in params.train.seeds):
+        raise FileNotFoundError(f"{checkpoint_path(params, variant, params.train.seeds[0])}: no checkpoint of any seed "
+                                f"of '{variant}' to resume; train without --resume")
     with distributed_context() as ctx:
         tracked = ctx.is_main and params.tracking.enabled
         if tracked:
@@ -96,7 +99,8 @@ def train_variant(params: Params, variant: str, resume: bool = False) -> dict:
 
 
 def _train_seed(params: Params, variant: str, seed: int, ctx: DistContext, resume: bool, parent) -> dict:
-    """Train one seed (resuming its checkpoint if asked and present); returns its summary."""
+    """Train one seed; with ``resume``, continue its checkpoint if it has one (a finished seed is
+    restored as it ended, an interrupted one continues, a seed never started trains from scratch)."""
     trainer = Trainer(params, variant, ctx, seed)
     resume = resume and trainer.ckpt_path.is_file()
     if parent is None:
