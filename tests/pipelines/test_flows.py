@@ -64,7 +64,7 @@ class Recorder:
     def train_variant(self, params, variant, resume=False):
         self.calls.append(("train", variant, resume))
         if self.checkpoint_before_failing:
-            write_text(checkpoint_path(params, variant), "epoch 1")
+            write_text(checkpoint_path(params, variant, 0), "epoch 1")
         self._maybe_fail(f"train:{variant}")
         write_json(params.variant_dir(variant) / "adapter" / "adapter.json", {"method": variant})
         return {"mlflow_run_id": None}
@@ -101,7 +101,7 @@ def test_train_flow_retries_a_transient_failure_by_resuming(prefect_server, para
 
 
 def test_retry_starts_over_without_a_fresh_checkpoint(prefect_server, params_file, stage):
-    stale = checkpoint_path(load_params(params_file), "lora")
+    stale = checkpoint_path(load_params(params_file), "lora", 0)
     write_text(stale, "from an earlier training")
     os.utime(stale, (0, 0))
     recorder = Recorder(fail={"train:lora": [OSError("disk hiccup")]}).install(stage)
