@@ -6,7 +6,7 @@ import yaml
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from samsar.tracking import provenance, store
-from samsar.tracking.runs import flatten_params, resume_run, training_run
+from samsar.tracking.runs import flatten_params, resume_run, training_run, variant_run
 
 
 def _only_run(params):
@@ -72,7 +72,7 @@ def test_disabled_tracking_logs_nothing(tmp_path, make_params):
 def test_system_metrics_are_sampled(tmp_path, monkeypatch, make_params):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     params = make_params(tmp_path, tracking={"system_metrics": True})
-    with training_run(params, "lora", seed=0):
+    with variant_run(params, "lora"):  # the parent run samples the machine while the seeds train
         time.sleep(1.0)
     metrics = _only_run(params).data.metrics
     assert any(key.startswith("system/cpu_utilization_percentage") for key in metrics), metrics

@@ -7,6 +7,7 @@ never left ``RUNNING`` by an exception.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import time
@@ -121,28 +122,26 @@ def run_tags(params: Params, variant: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def variant_run(params: Params, variant: str) -> Iterator[RunHandle]:
-    """The parent MLflow run that groups the per-seed training runs of ``variant``.
-
-    Ends ``FINISHED`` on success, ``FAILED`` with the ``error`` tag on any exception.
-    """
+    """The parent MLflow run of training ``variant``: groups its per-seed runs and samples system
+    metrics while the seeds train. Ends ``FINISHED`` on success, ``FAILED`` with the ``error`` tag
+    on any exception."""
     client = store.client(params)
     experiment_id = store.ensure_experiment(client, params)
     tags = {**run_tags(params, variant), "run_kind": "variant", "seeds": json.dumps(params.train.seeds)}
     run = client.create_run(experiment_id, tags=tags, run_name=variant)
     handle = RunHandle(client, run.info.run_id, params)
-    with _ending_run(handle):
+    with _ending_run(handle), _system_metrics(params, handle):
         handle.log_params(flatten_params(params))
         yield handle
 
 
 @contextlib.contextmanager
 def training_run(params: Params, variant: str, seed: int, parent_run_id: str | None = None) -> Iterator[RunHandle]:
-    """A new MLflow run for training one seed of ``variant`` (nested under ``parent_run_id``).
+    """A new MLflow run for one seed of ``variant`` (nested under ``parent_run_id``), tagged with the seed.
 
-    Tagged with the seed; all params and system metrics logged. Ends ``FINISHED`` on success; on
-    any exception ``FAILED`` with the ``error`` tag, then re-raises. With ``tracking.enabled:
-    false`` it yields a handle that logs nothing. The adapter is logged as a pyfunc model only
-    when it is registered (``samsar register``), so unregistered seeds cost no model upload.
+    Ends ``FINISHED`` on success; on any exception ``FAILED`` with the ``error`` tag, then
+    re-raises. With ``tracking.enabled: false`` it yields a handle that logs nothing. The adapter
+    is logged as a pyfunc model only when it is registered (``samsar register``).
     """
     if not params.tracking.enabled:
         yield RunHandle(None, None, params)
@@ -154,9 +153,27 @@ def training_run(params: Params, variant: str, seed: int, parent_run_id: str | N
         tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
     handle = RunHandle(client, run.info.run_id, params)
-    with _ending_run(handle), _system_metrics(params, handle):
+    with _ending_run(handle):
         handle.log_params({**flatten_params(params), "seed": seed})
         yield handle
+
+
+def log_seed_run(params: Params, variant: str, summary: dict, seed_dir: Path, parent_run_id: str | None) -> str | None:
+    """Record one finished seed as its own run: per-epoch curves, budget facts, history and summary files.
+
+    Seeds may train in separate processes; logging afterwards from one process keeps a SQLite
+    store free of concurrent writers. Returns the run id (None when tracking is off).
+    """
+    with training_run(params, variant, summary["seed"], parent_run_id) as run:
+        with (seed_dir / "history.csv").open() as f:
+            for row in csv.DictReader(f):
+                run.log_metrics({key: float(row[key]) for key in ("train_loss", "val_mIoU", "lr")}, step=int(row["epoch"]))
+        run.set_tags({"cut_short": summary["cut_short"], "stop_reason": summary["stop_reason"], "steps": summary["steps"]})
+        run.log_metrics({"best_val_mIoU": summary["best_val_mIoU"] or 0.0, "train_seconds": summary["train_seconds"],
+                         "n_trainable_params": summary["n_trainable_params"], "steps": summary["steps"]})
+        run.log_artifacts(seed_dir / "history.csv")
+        run.log_artifacts(seed_dir / "train_summary.json")
+    return run.run_id
 
 
 @contextlib.contextmanager
