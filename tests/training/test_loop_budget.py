@@ -52,3 +52,29 @@ def test_same_params_give_the_same_weights_whatever_the_clock(tiny_project, tmp_
     a = safetensors.torch.load_file(first.variant_dir("lora") / "adapter" / "adapter.safetensors")
     b = safetensors.torch.load_file(second.variant_dir("lora") / "adapter" / "adapter.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_seeds_side_by_side_reproduce_exactly(tiny_project, tmp_path):
+    """Two seeds trained in parallel processes, twice: identical weights, and the seeds differ."""
+    import safetensors.torch
+    import torch
+
+    adapters = []
+    for name in ("first", "second"):
+        params = tiny_project({"train": {"epochs": 1, "seeds": [3, 4]}}, root=tmp_path / name)
+        summary = train_variant(params, "lora")
+        assert summary["seeds"] == [3, 4] and summary["steps"] == [3, 3]
+        adapters.append({seed: safetensors.torch.load_file(params.variant_dir("lora") / "seeds" / str(seed) / "adapter"
+                                                           / "adapter.safetensors") for seed in (3, 4)})
+    for seed in (3, 4):
+        assert all(torch.equal(adapters[0][seed][k], adapters[1][seed][k]) for k in adapters[0][seed])
+    assert not all(torch.equal(adapters[0][3][k], adapters[0][4][k]) for k in adapters[0][3])
+
+
+def test_seed_threads_depend_on_cores_and_seeds_only(monkeypatch):
+    import os
+
+    from samsar.training.loop import seed_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert [seed_threads(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
