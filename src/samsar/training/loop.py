@@ -5,7 +5,8 @@ The budget is in optimizer steps (``train.epochs``, capped by ``train.max_steps`
 learning-rate schedule follows it, so the same params give the same weights however busy the
 machine is. ``train.max_seconds`` is only a guard: when it fires the run is marked cut short.
 
-Every variant trains once per seed of ``train.seeds`` (one process, start-up paid once). A seed
+Every variant trains once per seed of ``train.seeds`` within one ``samsar train`` command (Prefect
+and interpreter start-up paid once; on a CPU the seeds run side by side in child processes). A seed
 sets the head's initialisation, the epoch's sample order (a sampler seeded by ``(seed, epoch)``)
 and each batch's augmentation (a generator seeded by ``(seed, epoch, batch, rank)``), so a run
 resumed from a checkpoint replays exactly the batches an uninterrupted run would have seen.
