@@ -146,6 +146,8 @@ def _train_seed_process(params: Params, variant: str, seed: int, resume: bool, t
 def _warm_feature_cache(params: Params, variant: str) -> None:
     """Fill the trunk-feature cache before seeds train side by side: computed here in a fixed
     order, the cached values cannot depend on which process reached a tile first."""
+    if not params.train.feature_cache:
+        return
     with distributed_context() as ctx:
         trainer = Trainer(params, variant, ctx, params.train.seeds[0])
         if trainer.cached is not None:
