@@ -1,7 +1,7 @@
 """Learning-rate schedule: linear warm-up, then cosine decay to a floor.
 
-Progress is a fraction in ``[0, 1]`` supplied by the caller, so the same schedule serves a step
-budget (``step / total_steps``) and a wall-time budget (``elapsed / max_seconds``).
+Progress is a fraction in ``[0, 1]`` supplied by the caller: ``step / total_steps`` of the step
+budget, never elapsed time, so the schedule does not depend on how busy the machine is.
 """
 
 from __future__ import annotations
