@@ -62,7 +62,7 @@ COLUMNS = (
     Column("OA", "OA"),
     Column("kappa", "kappa"),
     Column("ignore_background.mIoU", "mIoU ignore-bg"),
-    Column("train_seconds", "training time (all seeds)"),
+    Column("train_seconds", "training time (sum over seeds)"),
 )
 COST_KEYS = ("n_trainable_params", "artifact_bytes", "train_seconds", "val_mIoU")
 
