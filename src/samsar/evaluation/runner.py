@@ -15,7 +15,7 @@ from rich.console import Console
 from samsar.config import Params
 from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
 from samsar.evaluation.plots import OverlayTile, plot_confusion, plot_history, plot_overlays
-from samsar.evaluation.tiles import predict_tiles
+from samsar.evaluation.tiles import fixed_threads, predict_tiles
 from samsar.io import write_json
 from samsar.uncertainty import TileConfusions, mean_and_std
 
@@ -128,7 +128,8 @@ def evaluate_variant(params: Params, variant: str) -> dict:
     for s, run in enumerate(runs):
         adapter = seed_dir(params, variant, run["seed"]) / "adapter"
         overlays = picked if run["seed"] == summary["selected_seed"] else None
-        confusion[s] = _tile_confusions(params, adapter, info, test, chosen, overlays)
+        with fixed_threads(1):  # the same scores on an idle or a busy machine
+            confusion[s] = _tile_confusions(params, adapter, info, test, chosen, overlays)
         metrics = segmentation_metrics(confusion[s].sum(axis=0), info.class_names, info.background)
         per_seed.append({
             **metrics,

@@ -35,6 +35,21 @@ def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def fixed_threads(n: int):
+    """Run the block with ``n`` torch threads, then restore the previous count.
+
+    On a CPU, one thread keeps results bitwise independent of machine load: with two threads, an
+    idle and a busy run of the stand-in pretraining gave different bases here.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def tile_logits(segmenter: nn.Module, images: torch.Tensor, image_size: int) -> torch.Tensor:
     """Logits ``(B, K, H, W)`` for tiles of any size: inputs are resized to the model's
     ``image_size`` and the logits back to the tile size when the two differ."""
