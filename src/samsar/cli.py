@@ -47,6 +47,17 @@ def _run_data_stage(stage, params: Params):
         raise typer.Exit(1) from exc
 
 
+def _registry_call(action, *args, **kwargs):
+    """Run a registry action; a RegistryError becomes one red line and exit code 1."""
+    from samsar.tracking.registry import RegistryError
+
+    try:
+        return action(*args, **kwargs)
+    except RegistryError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def prepare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Get raw data into data/raw (synthetic generator, FUSAR-Map, image folder or one scene)."""
@@ -135,13 +146,9 @@ def compare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
 def register(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Register every evaluated variant in MLflow, best by validation mIoU as `challenger`, and run the gate."""
     p = _params(params)
-    from samsar.tracking.registry import RegistryError, register_and_promote
+    from samsar.tracking.registry import register_and_promote
 
-    try:
-        register_and_promote(p)
-    except RegistryError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from exc
+    _registry_call(register_and_promote, p)
 
 
 @app.command()
@@ -152,14 +159,9 @@ def promote(
 ) -> None:
     """Move alias `champion` to the challenger only if it passes the gate (test-mIoU interval, classes, baseline)."""
     p = _params(params)
-    from samsar.tracking.registry import RegistryError
     from samsar.tracking.registry import promote as run
 
-    try:
-        run(p, version=version, dry_run=dry_run)
-    except RegistryError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from exc
+    _registry_call(run, p, version=version, dry_run=dry_run)
 
 
 @app.command()
@@ -171,14 +173,10 @@ def history(
     p = _params(params)
     import json
 
-    from samsar.tracking.registry import RegistryError, promotion_history, show_history
+    from samsar.tracking.registry import promotion_history, show_history
     from samsar.tracking.store import model_name
 
-    try:
-        records = promotion_history(p)
-    except RegistryError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from exc
+    records = _registry_call(promotion_history, p)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
     else:
@@ -189,14 +187,9 @@ def history(
 def rollback(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Move alias `champion` back to the previous champion; the rollback is recorded in the history."""
     p = _params(params)
-    from samsar.tracking.registry import RegistryError
     from samsar.tracking.registry import rollback as run
 
-    try:
-        run(p)
-    except RegistryError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from exc
+    _registry_call(run, p)
 
 
 @app.command()
