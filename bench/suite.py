@@ -429,7 +429,7 @@ def predict_child(adapter: str, scene: str, output: str, batch_size: str, clock_
     Predictor.window_probabilities = timed(Predictor.window_probabilities, "model_calls")
     predict.load_model = timed(predict.load_model, "loading")
     start = clock(device)
-    result = predict.predict_scene(adapter, scene, output, batch_size=int(batch_size), device=str(device))
+    result = predict.predict_scene(adapter, scene, output, batch_size=int(batch_size), device=str(device), overwrite=True)
     seconds = clock(device) - start - spent["loading"]
     print(json.dumps({"windows": result.windows, "load_s": round(spent["loading"], 2), "seconds": round(seconds, 2),
                       "windows_per_s": round(result.windows / seconds, 2),

@@ -22,3 +22,16 @@ def test_bad_params_file_exits_2_with_its_name(tmp_path):
     res = subprocess.run([sys.executable, "-m", "samsar.cli", "prepare", "--params", str(tmp_path / "x.yaml")], capture_output=True, text=True)
     assert res.returncode == 2
     assert "x.yaml" in res.stderr
+
+
+def test_variant_typo_in_params_fails_every_stage_at_load(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text.replace("parser_lora]", "parser_lora, cwsamm]", 1))
+    res = subprocess.run([sys.executable, "-m", "samsar.cli", "compare", "--params", str(bad)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "variants: unknown variant 'cwsamm'; did you mean 'cwsam'?" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

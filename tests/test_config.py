@@ -36,3 +36,27 @@ def test_missing_source_section_is_an_error(tmp_path):
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(ParamsError, match="nope.yaml: params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def _params_with(tmp_path, old, new):
+    text = (ROOT / "params.yaml").read_text()
+    assert old in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_image_size_off_the_patch_grid_names_the_key_and_the_fix(tmp_path):
+    bad = _params_with(tmp_path, "image_size: 256", "image_size: 250")
+    with pytest.raises(ParamsError, match=r"(?s)params\.yaml.*model\.image_size.*multiple of SAM's 16 px patch, e\.g\. 240 or 256"):
+        load_params(bad)
+
+
+def test_unknown_variant_is_caught_at_load_with_a_suggestion(tmp_path):
+    bad = _params_with(tmp_path, "variants: [decoder_only, parser, lora, adapter, cwsam, parser_lora]",
+                       "variants: [decoder_only, cwsamm]")
+    known = ["decoder_only", "cwsam", "lora"]
+    with pytest.raises(ParamsError, match=r"params\.yaml: variants: unknown variant 'cwsamm'; did you mean 'cwsam'\? "
+                                          r"known: cwsam, decoder_only, lora"):
+        load_params(bad, known_variants=known)
+    assert load_params(bad).variants == ["decoder_only", "cwsamm"]  # the check needs the registry's names

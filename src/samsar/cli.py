@@ -21,8 +21,10 @@ VariantOpt = Annotated[str, typer.Option("--variant", "-v", help="Variant name f
 
 
 def _params(path: Path) -> Params:
+    from samsar.models.variants import VARIANTS
+
     try:
-        return load_params(path)
+        return load_params(path, known_variants=VARIANTS)
     except ParamsError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from exc
@@ -202,6 +204,7 @@ def predict(
     overlap: Annotated[float, typer.Option(min=0.0, max=0.9, help="Window overlap fraction.")] = 0.25,
     confidence: Annotated[bool, typer.Option(help="Also write a per-pixel confidence raster.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace output files that already exist.")] = False,
 ) -> None:
     """Classify a whole SAR scene with sliding windows into a georeferenced class map.
 
@@ -220,6 +223,7 @@ def predict(
             confidence=confidence,
             device=device,
             params=_params(params) if params.exists() else None,
+            overwrite=overwrite,
         )
     except PredictError as exc:
         typer.secho(str(exc), fg="red", err=True)

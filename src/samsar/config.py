@@ -6,6 +6,8 @@ flows call :func:`load_params`.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -106,8 +108,15 @@ class PreprocessConfig(_Strict):
 class ModelConfig(_Strict):
     backbone: Literal["tiny", "vit_b", "vit_l", "vit_h"] = "tiny"
     checkpoint: Path | None = None  # official SAM checkpoint; None -> pretrain stand-in base
-    image_size: int = 256
+    image_size: int = Field(256, ge=16)
     gradient_checkpointing: bool = False
+
+    @field_validator("image_size")
+    @classmethod
+    def _patch_multiple(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"image_size must be a multiple of SAM's 16 px patch, e.g. {max(16, v // 16 * 16)} or {(v // 16 + 1) * 16}")
+        return v
 
 
 class PretrainConfig(_Strict):
@@ -287,8 +296,11 @@ class ParamsError(ValueError):
     """params.yaml is missing or invalid; the message names the file and the field."""
 
 
-def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
-    """Read and validate a params file; relative paths resolve against its folder."""
+def load_params(path: Path | str = DEFAULT_PARAMS, known_variants: Iterable[str] | None = None) -> Params:
+    """Read and validate a params file; relative paths resolve against its folder.
+
+    With ``known_variants`` (the method registry's names), every entry of ``variants`` must be one.
+    """
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found (pass --params FILE)")
@@ -298,6 +310,14 @@ def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     raw.setdefault("root", str(path.resolve().parent))
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except Exception as exc:  # pydantic.ValidationError -> readable message naming the file
         raise ParamsError(f"{path}: invalid parameters:\n{exc}") from exc
+    if known_variants is not None:
+        known = sorted(known_variants)
+        for name in params.variants:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ParamsError(f"{path}: variants: unknown variant '{name}'; {hint}known: {', '.join(known)}")
+    return params

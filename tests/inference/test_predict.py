@@ -88,10 +88,43 @@ def test_all_nodata_scene_fails_and_keeps_the_previous_output(tmp_path, intensit
     output = tmp_path / "classes.tif"
     output.write_bytes(b"previous run")
     with pytest.raises(PredictError, match="empty.tif: every pixel is nodata"):
-        predict_scene(intensity_adapter, scene, output, device="cpu")
+        predict_scene(intensity_adapter, scene, output, device="cpu", overwrite=True)
     assert output.read_bytes() == b"previous run"
     assert not output_paths(output)["preview"].exists() and not output_paths(output)["areas"].exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".classes")]
+
+
+def test_output_that_is_a_directory_is_refused_and_kept(tmp_path, intensity_adapter):
+    scene = write_geotiff(tmp_path / "scene.tif", speckle_scene(40, 40))
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "keep.txt").write_text("user file")
+    for overwrite in (False, True):
+        with pytest.raises(PredictError, match=r"res: is a directory; give --output a file path"):
+            predict_scene(intensity_adapter, scene, results, device="cpu", overwrite=overwrite)
+    assert (results / "keep.txt").read_text() == "user file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res", "scene.tif"]
+
+
+def test_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, intensity_adapter):
+    scene = write_geotiff(tmp_path / "scene.tif", speckle_scene(40, 40))
+    before = scene.read_bytes()
+    with pytest.raises(PredictError, match="scene.tif: is the input scene"):
+        predict_scene(intensity_adapter, scene, tmp_path / "." / "scene.tif", device="cpu", overwrite=True)
+    assert scene.read_bytes() == before
+
+
+def test_existing_output_needs_overwrite(tmp_path, intensity_adapter):
+    scene = write_geotiff(tmp_path / "scene.tif", speckle_scene(40, 40))
+    output = tmp_path / "classes.tif"
+    output.write_bytes(b"previous run")
+    with pytest.raises(PredictError, match="classes.tif: already exists; pass --overwrite"):
+        predict_scene(intensity_adapter, scene, output, device="cpu")
+    assert output.read_bytes() == b"previous run"
+    assert not output_paths(output)["preview"].exists()
+    predict_scene(intensity_adapter, scene, output, device="cpu", overwrite=True)
+    with rasterio.open(output) as written:
+        assert written.shape == (40, 40)
 
 
 def test_missing_base_checkpoint(tmp_path):
@@ -123,6 +156,12 @@ def test_cli_predict_writes_outputs_and_reports_bad_input(tmp_path, intensity_ad
     bad = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "d.tif"),
                               "--params", str(tmp_path / "none.yaml")])
     assert bad.exit_code == 2 and "nope.tif" in bad.output
+    again = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(scene), "-o", str(tmp_path / "c.tif"),
+                                "--device", "cpu", "--params", str(tmp_path / "none.yaml")])
+    assert again.exit_code == 2 and "c.tif: already exists; pass --overwrite" in again.output
+    forced = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(scene), "-o", str(tmp_path / "c.tif"),
+                                 "--device", "cpu", "--params", str(tmp_path / "none.yaml"), "--overwrite"])
+    assert forced.exit_code == 0, forced.output
 
 
 def test_polsf_pauli_scene(tmp_path):

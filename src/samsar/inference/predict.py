@@ -59,6 +59,19 @@ def output_paths(output_path: Path) -> dict[str, Path]:
     }
 
 
+def check_outputs(input_path: Path, outputs: dict[str, Path], overwrite: bool = False) -> None:
+    """Refuse outputs that would destroy what the user did not ask to replace: a directory,
+    the input scene itself, or (without ``overwrite``) an existing file."""
+    source = input_path.resolve()
+    for path in outputs.values():
+        if path.is_dir():
+            raise PredictError(f"{path}: is a directory; give --output a file path, e.g. {path / 'classes.tif'}")
+        if path.resolve() == source:
+            raise PredictError(f"{path}: is the input scene; choose another --output so the input is kept")
+        if path.exists() and not overwrite:
+            raise PredictError(f"{path}: already exists; pass --overwrite to replace it, or choose another --output")
+
+
 def resolve_model(model: str | Path, params: Params | None = None) -> Path:
     """Adapter directory of ``model``: a directory holding ``adapter.json``, or a ``models:/NAME@ALIAS``
     (or ``models:/NAME/VERSION``) registry URI, downloaded from the tracking store."""
@@ -126,11 +139,16 @@ def predict_scene(
     confidence: bool = False,
     device: str = "auto",
     params: Params | None = None,
+    overwrite: bool = False,
 ) -> PredictResult:
-    """Classify a scene of any size into a class map, a preview and an area table (see module doc)."""
+    """Classify a scene of any size into a class map, a preview and an area table (see module doc).
+
+    Existing output files are replaced only with ``overwrite``; see :func:`check_outputs`.
+    """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    paths = output_paths(output_path)
+    paths = {name: path for name, path in output_paths(output_path).items() if confidence or name != "confidence"}
+    check_outputs(input_path, paths, overwrite)
     with gdal_env(), SceneReader(input_path) as scene:
         segmenter, meta = load_model(resolve_model(model, params), params)
         predictor = Predictor(segmenter, meta, device=device, batch_size=batch_size, overlap=overlap)
@@ -140,8 +158,7 @@ def predict_scene(
         preview = PreviewSampler(scene.height, scene.width)
         geo = dict(height=scene.height, width=scene.width, crs=scene.crs, transform=scene.transform)
         with contextlib.ExitStack() as stack:
-            tmp = {name: stack.enter_context(atomic_path(path)) for name, path in paths.items()
-                   if confidence or name != "confidence"}
+            tmp = {name: stack.enter_context(atomic_path(path)) for name, path in paths.items()}
             class_writer = stack.enter_context(
                 RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors), **geo)
             )
@@ -165,7 +182,7 @@ def predict_scene(
         class_map=paths["class_map"],
         preview=paths["preview"],
         areas=paths["areas"],
-        confidence=paths["confidence"] if confidence else None,
+        confidence=paths.get("confidence"),
         counts=dict(zip(predictor.class_names, counter.counts.tolist())),
         area_note=None if pixel_area is not None else AREA_NOTE_PIXELS,
         windows=predictor.windows_run,
