@@ -26,6 +26,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
     try:
         yield tmp
+        _umask_permissions(tmp)
         if target.is_dir() and not target.is_symlink():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -36,6 +37,18 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _umask_permissions(path: Path) -> None:
+    """Give written files the permissions a plain ``open()`` would (0666 less the umask), so
+    writers that create private files (safetensors writes 0600) do not hide outputs from other
+    users of a shared store."""
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    for file in files:
+        if not file.is_symlink():
+            file.chmod(0o666 & ~umask)
 
 
 def write_text(target: Path | str, text: str) -> None:

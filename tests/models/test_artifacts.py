@@ -102,3 +102,16 @@ def test_overwrite_is_atomic_and_meta_cannot_shadow_model_fields(tiny_segmenter,
     seg.merge()
     with pytest.raises(ArtifactError, match="before merge"):
         save_adapter(seg, tmp_path / "c", META)
+
+
+def test_artifact_files_are_readable_by_other_users_of_a_shared_store(tiny_segmenter, tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        out = save_adapter(tiny_segmenter("decoder_only"), tmp_path / "a", META)
+    finally:
+        os.umask(previous)
+    for name in ("adapter.safetensors", "adapter.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
