@@ -1,6 +1,7 @@
 """``samsar predict`` end to end on small scenes with an untrained tiny segmenter."""
 
 import csv
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +231,15 @@ def test_predict_from_a_registered_model(tmp_path, intensity_adapter, monkeypatc
     client.set_registered_model_alias("samsar-reg", "champion", version.version)
 
     scene = write_geotiff(tmp_path / "scene.tif", speckle_scene(70, 90))
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
     registered = predict_scene("models:/samsar-reg@champion", scene, tmp_path / "reg.tif", device="cpu", params=params)
+    assert list(temp_root.iterdir()) == []  # the downloaded model copy is removed
+    with pytest.raises(PredictError, match=r"rgb.tif: has 3 band\(s\)"):
+        predict_scene("models:/samsar-reg@champion", write_geotiff(tmp_path / "rgb.tif", np.ones((40, 40, 3), np.float32)),
+                      tmp_path / "rgb_classes.tif", device="cpu", params=params)
+    assert list(temp_root.iterdir()) == []  # also when prediction fails
     local = predict_scene(intensity_adapter, scene, tmp_path / "dir.tif", device="cpu")
     with rasterio.open(registered.class_map) as a, rasterio.open(local.class_map) as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))

@@ -13,6 +13,7 @@ failed run leaves none of them behind):
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +73,12 @@ def check_outputs(input_path: Path, outputs: dict[str, Path], overwrite: bool = 
             raise PredictError(f"{path}: already exists; pass --overwrite to replace it, or choose another --output")
 
 
-def resolve_model(model: str | Path, params: Params | None = None) -> Path:
+def resolve_model(model: str | Path, params: Params | None = None, download_dir: Path | None = None) -> Path:
     """Adapter directory of ``model``: a directory holding ``adapter.json``, or a ``models:/NAME@ALIAS``
-    (or ``models:/NAME/VERSION``) registry URI, downloaded from the tracking store."""
+    (or ``models:/NAME/VERSION``) registry URI, downloaded from the tracking store into
+    ``download_dir`` (a new temporary directory when None)."""
     if str(model).startswith(MODEL_URI_PREFIX):
-        return _download_registered(str(model), params)
+        return _download_registered(str(model), params, download_dir)
     path = Path(model)
     if not (path / "adapter.json").is_file():
         raise PredictError(
@@ -86,14 +88,14 @@ def resolve_model(model: str | Path, params: Params | None = None) -> Path:
     return path
 
 
-def _download_registered(uri: str, params: Params | None) -> Path:
+def _download_registered(uri: str, params: Params | None, download_dir: Path | None) -> Path:
     from mlflow.exceptions import MlflowException
 
     from samsar.tracking.pyfunc import download_adapter
     from samsar.tracking.store import tracking_uri
 
     try:
-        return download_adapter(uri, tracking_uri=tracking_uri(params) if params is not None else None)
+        return download_adapter(uri, tracking_uri=tracking_uri(params) if params is not None else None, dst=download_dir)
     except (MlflowException, ValueError, OSError) as exc:
         raise PredictError(
             f"{uri}: cannot be loaded from the tracking store ({exc}); check the name and alias "
@@ -149,8 +151,9 @@ def predict_scene(
     input_path, output_path = Path(input_path), Path(output_path)
     paths = {name: path for name, path in output_paths(output_path).items() if confidence or name != "confidence"}
     check_outputs(input_path, paths, overwrite)
-    with gdal_env(), SceneReader(input_path) as scene:
-        segmenter, meta = load_model(resolve_model(model, params), params)
+    # A registry model is downloaded into a temporary directory removed when prediction ends.
+    with tempfile.TemporaryDirectory(prefix="samsar-model-") as download_dir, gdal_env(), SceneReader(input_path) as scene:
+        segmenter, meta = load_model(resolve_model(model, params, Path(download_dir)), params)
         predictor = Predictor(segmenter, meta, device=device, batch_size=batch_size, overlap=overlap)
         _check_bands(scene, predictor)
         colors = [tuple(c) for c in meta["class_colors"]]
