@@ -34,7 +34,6 @@ if (_CHECKOUT_SRC / "samsar").is_dir() and "samsar" not in sys.modules:
 
 from samsar.config import Params, ParamsError, load_params  # noqa: E402  (after the path set-up)
 from samsar.data.errors import DataError  # noqa: E402
-from samsar.models.variants import VARIANTS  # noqa: E402
 
 # Deterministic failures: running again gives the same error.
 PERMANENT_ERRORS = (DataError, ParamsError, pydantic.ValidationError, FileNotFoundError, PermissionError)
@@ -157,6 +156,8 @@ def all_variants_flow(params_path: str, variants: list[str] | None = None) -> di
     Variants that fail do not stop the others; the evaluated ones are registered, then the flow
     fails naming the variants that did not finish.
     """
+    from samsar.models.variants import VARIANTS
+
     params = load_params(params_path, known_variants=VARIANTS)
     variants = variants or params.variants
     logger = get_run_logger()

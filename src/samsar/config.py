@@ -115,7 +115,7 @@ class ModelConfig(_Strict):
     @classmethod
     def _patch_multiple(cls, v: int) -> int:
         if v % 16:
-            raise ValueError(f"image_size must be a multiple of SAM's 16 px patch, e.g. {max(16, v // 16 * 16)} or {(v // 16 + 1) * 16}")
+            raise ValueError(f"image_size must be a multiple of SAM's 16 px patch, e.g. {v // 16 * 16} or {(v // 16 + 1) * 16}")
         return v
 
 

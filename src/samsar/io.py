@@ -45,9 +45,8 @@ def _umask_permissions(path: Path) -> None:
     users of a shared store."""
     umask = os.umask(0)
     os.umask(umask)
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
-    for file in files:
-        if not file.is_symlink():
+    for file in path.rglob("*") if path.is_dir() else [path]:
+        if file.is_file() and not file.is_symlink():
             file.chmod(0o666 & ~umask)
 
 
