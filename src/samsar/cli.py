@@ -5,16 +5,73 @@ Heavy modules are imported inside the commands so ``samsar --help`` stays fast.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from samsar.config import DEFAULT_PARAMS, Params, ParamsError, load_params
+from samsar.errors import Interrupted, SamsarError, one_line
 
-app = typer.Typer(help="SAM adapted to SAR semantic segmentation: pipeline stages and tools.", no_args_is_help=True)
+DEBUG_ENV = "SAMSAR_DEBUG"
+# Exit statuses: 1 a failed check or expected error, 2 bad params or usage, 128 + N stopped by signal N.
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+class _ErrorBoundary(TyperGroup):
+    """Runs a subcommand; an expected error (:class:`SamsarError`, OSError) becomes one red line
+    ``error: ...`` and a non-zero exit, SIGTERM and Ctrl+C end it cleanly with 128 + the signal.
+    ``--debug`` or ``SAMSAR_DEBUG=1`` lets the traceback through instead."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        signal.signal(signal.SIGTERM, _raise_interrupted)  # finally blocks run: runs end KILLED, children stop
+        try:
+            return super().invoke(ctx)
+        except (SamsarError, OSError, KeyboardInterrupt) as exc:
+            if _debug(ctx):
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+                typer.secho(f"interrupted by {signal.Signals(signum).name}; {_after_interrupt(ctx)}", fg="yellow", err=True)
+                raise typer.Exit(128 + signum) from exc
+            typer.secho(f"error: {one_line(exc)}", fg="red", err=True)
+            code = EXIT_USAGE if isinstance(exc, ParamsError) else EXIT_ERROR
+            raise typer.Exit(code) from exc
+
+
+def _debug(ctx: typer.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _after_interrupt(ctx: typer.Context) -> str:
+    sub = ctx.protected_args[0] if ctx.protected_args else ""
+    if sub == "train":
+        return "resume with `samsar train --variant V --resume` (each seed saved a checkpoint)"
+    return "nothing was half-written (outputs are renamed into place only when complete)"
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    help="SAM adapted to SAR semantic segmentation: pipeline stages and tools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="Inspect model variants.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show the traceback of expected errors (or set {DEBUG_ENV}=1).")] = False,
+) -> None:
+    """SAM adapted to SAR semantic segmentation: pipeline stages and tools."""
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
 VariantOpt = Annotated[str, typer.Option("--variant", "-v", help="Variant name from params.yaml `variants`.")]
@@ -23,41 +80,14 @@ VariantOpt = Annotated[str, typer.Option("--variant", "-v", help="Variant name f
 def _params(path: Path) -> Params:
     from samsar.models.variants import VARIANTS
 
-    try:
-        return load_params(path, known_variants=VARIANTS)
-    except ParamsError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from exc
+    return load_params(path, known_variants=VARIANTS)
 
 
 def _check_variant(params: Params, variant: str) -> None:
     from samsar.models.variants import VARIANTS
 
     if variant not in VARIANTS:
-        typer.secho(f"unknown variant '{variant}'; known: {', '.join(sorted(VARIANTS))}", fg="red", err=True)
-        raise typer.Exit(2)
-
-
-def _run_data_stage(stage, params: Params):
-    """Run a data stage; a bad input (DataError) becomes one red paragraph and exit code 1."""
-    from samsar.data.errors import DataError
-
-    try:
-        return stage(params)
-    except DataError as exc:
-        typer.secho(f"error: {' '.join(str(exc).split())}", fg="red", err=True)
-        raise typer.Exit(1) from exc
-
-
-def _registry_call(action, *args, **kwargs):
-    """Run a registry action; a RegistryError becomes one red line and exit code 1."""
-    from samsar.tracking.registry import RegistryError
-
-    try:
-        return action(*args, **kwargs)
-    except RegistryError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from exc
+        raise ParamsError(f"--variant: unknown variant '{variant}'; pass one of {', '.join(sorted(VARIANTS))}")
 
 
 @app.command()
@@ -65,7 +95,7 @@ def prepare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Get raw data into data/raw (synthetic generator, FUSAR-Map, image folder or one scene)."""
     from samsar.data.prepare import prepare as run
 
-    _run_data_stage(run, _params(params))
+    run(_params(params))
 
 
 @app.command()
@@ -73,7 +103,7 @@ def preprocess(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """SAR scaling, tiling, spatial split and manifest into data/processed."""
     from samsar.data.preprocess import preprocess as run
 
-    _run_data_stage(run, _params(params))
+    run(_params(params))
 
 
 @app.command()
@@ -81,7 +111,7 @@ def validate(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Check the processed dataset; write reports/validation.json; exit 1 listing every problem."""
     from samsar.data.validate import validate as run
 
-    report = _run_data_stage(run, _params(params))
+    report = run(_params(params))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -150,7 +180,7 @@ def register(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     p = _params(params)
     from samsar.tracking.registry import register_and_promote
 
-    _registry_call(register_and_promote, p)
+    register_and_promote(p)
 
 
 @app.command()
@@ -163,7 +193,7 @@ def promote(
     p = _params(params)
     from samsar.tracking.registry import promote as run
 
-    _registry_call(run, p, version=version, dry_run=dry_run)
+    run(p, version=version, dry_run=dry_run)
 
 
 @app.command()
@@ -178,7 +208,7 @@ def history(
     from samsar.tracking.registry import promotion_history, show_history
     from samsar.tracking.store import model_name
 
-    records = _registry_call(promotion_history, p)
+    records = promotion_history(p)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
     else:
@@ -191,7 +221,7 @@ def rollback(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     p = _params(params)
     from samsar.tracking.registry import rollback as run
 
-    _registry_call(run, p)
+    run(p)
 
 
 @app.command()
@@ -211,23 +241,19 @@ def predict(
     Also writes <output stem>_preview.png, <output stem>_areas.csv and, with --confidence,
     <output stem>_confidence.tif. A failed run leaves none of them behind.
     """
-    from samsar.inference.predict import PredictError, predict_scene
+    from samsar.inference.predict import predict_scene
 
-    try:
-        result = predict_scene(
-            model=model,
-            input_path=input,
-            output_path=output,
-            batch_size=batch_size,
-            overlap=overlap,
-            confidence=confidence,
-            device=device,
-            params=_params(params) if params.exists() else None,
-            overwrite=overwrite,
-        )
-    except PredictError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from exc
+    result = predict_scene(
+        model=model,
+        input_path=input,
+        output_path=output,
+        batch_size=batch_size,
+        overlap=overlap,
+        confidence=confidence,
+        device=device,
+        params=_params(params) if params.exists() else None,
+        overwrite=overwrite,
+    )
     written = [result.class_map, result.preview, result.areas] + ([result.confidence] if result.confidence else [])
     typer.echo(f"{result.windows} windows in {result.seconds:.1f} s; wrote " + ", ".join(map(str, written)))
     if result.area_note:

@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from samsar.errors import SamsarError
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -292,7 +294,7 @@ class Params(_Strict):
         return self.path(Path("reports") / variant)
 
 
-class ParamsError(ValueError):
+class ParamsError(SamsarError, ValueError):
     """params.yaml is missing or invalid; the message names the file and the field."""
 
 

@@ -156,10 +156,10 @@ def test_cli_predict_writes_outputs_and_reports_bad_input(tmp_path, intensity_ad
     assert all(p.exists() for name, p in output_paths(tmp_path / "c.tif").items() if name != "confidence")
     bad = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "d.tif"),
                               "--params", str(tmp_path / "none.yaml")])
-    assert bad.exit_code == 2 and "nope.tif" in bad.output
+    assert bad.exit_code == 1 and "nope.tif" in bad.output
     again = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(scene), "-o", str(tmp_path / "c.tif"),
                                 "--device", "cpu", "--params", str(tmp_path / "none.yaml")])
-    assert again.exit_code == 2 and "c.tif: already exists; pass --overwrite" in again.output
+    assert again.exit_code == 1 and "c.tif: already exists; pass --overwrite" in again.output
     forced = runner.invoke(app, ["predict", "--model", str(intensity_adapter), "-i", str(scene), "-o", str(tmp_path / "c.tif"),
                                  "--device", "cpu", "--params", str(tmp_path / "none.yaml"), "--overwrite"])
     assert forced.exit_code == 0, forced.output

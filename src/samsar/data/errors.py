@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from samsar.errors import SamsarError
 
-class DataError(ValueError):
+
+class DataError(SamsarError, ValueError):
     """Input data is unusable; the message names the file, the problem and the fix."""

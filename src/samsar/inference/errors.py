@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from samsar.errors import SamsarError
 
-class PredictError(RuntimeError):
+
+class PredictError(SamsarError, RuntimeError):
     """Prediction cannot run on this input; the message names the file and the fix."""

@@ -17,6 +17,7 @@ import torch
 
 import samsar
 from samsar.config import VariantOptions
+from samsar.errors import SamsarError
 from samsar.io import atomic_path, file_sha256, write_json
 from samsar.models.segmenter import Segmenter
 from samsar.models.variants import build_segmenter
@@ -27,11 +28,11 @@ FORMAT_VERSION = 1
 RANDOM_INIT_PREFIX = "random-init:"
 
 
-class BaseMismatchError(ValueError):
+class BaseMismatchError(SamsarError, ValueError):
     """The base checkpoint offered at load time is not the one the adapter was trained on."""
 
 
-class ArtifactError(ValueError):
+class ArtifactError(SamsarError, ValueError):
     """An adapter directory is incomplete or does not match the model it describes."""
 
 

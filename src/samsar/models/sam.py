@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samsar.io import file_sha256
+from samsar.errors import SamsarError
 
 PATCH_SIZE = 16
 PROMPT_EMBED_DIM = 256
@@ -65,7 +66,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SamsarError, ValueError):
     """A checkpoint file does not fit the requested backbone."""
 
 

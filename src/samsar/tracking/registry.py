@@ -41,6 +41,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from samsar.config import Params
+from samsar.errors import SamsarError
 from samsar.io import write_json
 from samsar.tracking import store
 from samsar.tracking.provenance import UNKNOWN
@@ -65,7 +66,7 @@ NOT_METRICS = frozenset({"selected_seed"})  # numeric keys of metrics/<variant>.
 console = Console()
 
 
-class RegistryError(ValueError):
+class RegistryError(SamsarError, ValueError):
     """The registered model lacks what was asked for (a version, the challenger alias, a previous champion)."""
 
 

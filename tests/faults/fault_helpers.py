@@ -1,0 +1,41 @@
+"""Running ``samsar`` as a user does and checking how it failed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def samsar(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m samsar.cli ARGS`` in ``cwd`` (its own process, as from a shell)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("SAMSAR_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "samsar.cli", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The ``error: ...`` line of a failed command's stderr."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert lines, f"no 'error:' line in stderr:\n{result.stderr}"
+    return lines[-1]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, code: int = 1) -> str:
+    """The command exited ``code`` with exactly one ``error:`` line holding every fragment, and no traceback."""
+    assert result.returncode == code, f"exit {result.returncode}, expected {code}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes: to show nothing was destroyed or half-written."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
