@@ -14,9 +14,8 @@ import typer
 from typer.core import TyperGroup
 
 from samsar.config import DEFAULT_PARAMS, Params, ParamsError, load_params
-from samsar.errors import Interrupted, SamsarError, one_line
+from samsar.errors import DEBUG_ENV, Interrupted, SamsarError, debug_enabled, one_line
 
-DEBUG_ENV = "SAMSAR_DEBUG"
 # Exit statuses: 1 a failed check or expected error, 2 bad params or usage, 128 + N stopped by signal N.
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
@@ -31,7 +30,7 @@ class _ErrorBoundary(TyperGroup):
     ``--debug`` or ``SAMSAR_DEBUG=1`` lets the traceback through instead."""
 
     def invoke(self, ctx: typer.Context) -> Any:
-        signal.signal(signal.SIGTERM, _raise_interrupted)  # finally blocks run: runs end KILLED, children stop
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted)  # finally blocks run: runs end KILLED, children stop
         try:
             return super().invoke(ctx)
         except (SamsarError, OSError, KeyboardInterrupt) as exc:
@@ -44,10 +43,12 @@ class _ErrorBoundary(TyperGroup):
             typer.secho(f"error: {one_line(exc)}", fg="red", err=True)
             code = EXIT_USAGE if isinstance(exc, ParamsError) else EXIT_ERROR
             raise typer.Exit(code) from exc
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _debug(ctx: typer.Context) -> bool:
-    return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    return bool(ctx.params.get("debug")) or debug_enabled()
 
 
 def _after_interrupt(ctx: typer.Context) -> str:
@@ -72,6 +73,8 @@ def _options(
     debug: Annotated[bool, typer.Option("--debug", help=f"Show the traceback of expected errors (or set {DEBUG_ENV}=1).")] = False,
 ) -> None:
     """SAM adapted to SAR semantic segmentation: pipeline stages and tools."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # also for Prefect's run logs (pipelines/flows.py)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
 VariantOpt = Annotated[str, typer.Option("--variant", "-v", help="Variant name from params.yaml `variants`.")]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from samsar.errors import SamsarError
 
@@ -26,13 +26,13 @@ class _Strict(BaseModel):
 class ClassSpec(_Strict):
     """One semantic class: its name and display / palette colour (RGB)."""
 
-    name: str
-    color: tuple[int, int, int]
+    name: str = Field(min_length=1)
+    color: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]]
 
 
 class SyntheticConfig(_Strict):
-    n_scenes: int = 8
-    scene_size: int = 512
+    n_scenes: int = Field(8, ge=1)
+    scene_size: int = Field(512, ge=16)
     looks: float = Field(1.0, gt=0)
     seed: int = 0
     # "target": SAR land-cover statistics; "source": the stand-in pretraining domain.
@@ -65,9 +65,9 @@ class DataConfig(_Strict):
     source: Literal["synthetic", "fusar_map", "folder", "scene"] = "synthetic"
     raw_dir: Path = Path("data/raw")
     processed_dir: Path = Path("data/processed")
-    classes: list[ClassSpec]
+    classes: list[ClassSpec] = Field(min_length=2)
     background: str | None = "background"
-    ignore_index: int = 255
+    ignore_index: int = Field(255, ge=0, le=255)
     unknown_labels: Literal["error", "ignore"] = "error"
     synthetic: SyntheticConfig = SyntheticConfig()
     fusar_map: FusarMapConfig | None = None
@@ -80,6 +80,10 @@ class DataConfig(_Strict):
             raise ValueError(f"data.source is '{self.source}' but the data.{self.source} section is missing")
         if self.background is not None and self.background not in self.class_names:
             raise ValueError(f"data.background '{self.background}' is not one of data.classes {self.class_names}")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"data.classes: names must be unique, got {self.class_names}")
+        if self.ignore_index < self.num_classes:
+            raise ValueError(f"data.ignore_index {self.ignore_index} is a class index; use a value >= {self.num_classes}, e.g. 255")
         return self
 
     @property
@@ -94,17 +98,30 @@ class DataConfig(_Strict):
 class SplitConfig(_Strict):
     val: float = Field(0.15, ge=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
-    block_size: int = 512  # spatial block side for scene splits (pixels)
+    block_size: int = Field(512, ge=1)  # spatial block side for scene splits (pixels)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _train_share_left(self) -> "SplitConfig":
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test = {self.val + self.test:g} leaves no train share; keep their sum below 1, e.g. val 0.15, test 0.2")
+        return self
 
 
 class PreprocessConfig(_Strict):
     input_kind: Literal["amplitude", "intensity", "db"] = "intensity"
     to_db: bool = True
     clip_percentiles: tuple[float, float] = (1.0, 99.0)
-    tile_size: int = 256
-    stride: int = 256
+    tile_size: int = Field(256, ge=16)
+    stride: int = Field(256, ge=1)
     split: SplitConfig = SplitConfig()
+
+    @field_validator("clip_percentiles")
+    @classmethod
+    def _ordered_percentiles(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] < v[1] <= 100:
+            raise ValueError(f"need 0 <= low < high <= 100, got {list(v)}; e.g. [1.0, 99.0]")
+        return v
 
 
 class ModelConfig(_Strict):
@@ -117,7 +134,7 @@ class ModelConfig(_Strict):
     @classmethod
     def _patch_multiple(cls, v: int) -> int:
         if v % 16:
-            raise ValueError(f"image_size must be a multiple of SAM's 16 px patch, e.g. {v // 16 * 16} or {(v // 16 + 1) * 16}")
+            raise ValueError(f"must be a multiple of SAM's 16 px patch, e.g. {v // 16 * 16} or {(v // 16 + 1) * 16}")
         return v
 
 
@@ -127,29 +144,29 @@ class PretrainConfig(_Strict):
     max_steps: int = Field(2000, ge=1)  # the budget: pretraining ends after this many optimizer steps
     max_seconds: float | None = Field(None, gt=0)  # guard only; when it fires the base is marked cut short
     batch_size: int = Field(8, ge=1)
-    lr: float = 1e-3
+    lr: float = Field(1e-3, gt=0)
     head: Literal["light", "classwise"] = "light"  # light: 1x1 class head, ~2.4x cheaper steps on CPU
     synthetic: SyntheticConfig = SyntheticConfig(domain="source", looks=8.0, seed=1000)
 
 
 class LoraOptions(_Strict):
-    rank: int = 4
-    alpha: float = 4.0
+    rank: int = Field(4, ge=1)
+    alpha: float = Field(4.0, gt=0)
     targets: list[str] = Field(default_factory=lambda: ["qkv", "proj"])
 
 
 class AdapterOptions(_Strict):
-    reduction: int = 4
+    reduction: int = Field(4, ge=1)
 
 
 class ParserOptions(_Strict):
     targets: list[Literal["neck", "blocks"]] = Field(default_factory=lambda: ["neck"])
-    lr: float = 1e-2
+    lr: float = Field(1e-2, gt=0)
 
 
 class CwsamOptions(_Strict):
     mode: Literal["fixed", "faithful"] = "fixed"
-    low_freq_ratio: float = 0.25
+    low_freq_ratio: float = Field(0.25, gt=0, le=1)
 
 
 class VariantOptions(_Strict):
@@ -167,20 +184,20 @@ class TrainConfig(_Strict):
     # Guard only: a run it stops is marked cut short (metrics, card, comparison, MLflow) and never promoted.
     max_seconds: float | None = Field(None, gt=0)
     batch_size: int = Field(8, ge=1)
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 20
-    min_lr: float = 1e-7
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    min_lr: float = Field(1e-7, ge=0)
     grad_accum: int = Field(1, ge=1)
     class_weights: Literal["none", "inverse_sqrt", "inverse"] | list[float] = "inverse_sqrt"
-    dice_weight: float = 0.5
+    dice_weight: float = Field(0.5, ge=0)
     augment: bool = True
-    random_crop: int | None = None
-    early_stopping_patience: int = 5
-    checkpoint_every: int = 50
+    random_crop: int | None = Field(None, ge=16)
+    early_stopping_patience: int = Field(5, ge=1)
+    checkpoint_every: int = Field(50, ge=0)  # 0: only at the end
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     deterministic: bool = False
-    num_workers: int = 0
+    num_workers: int = Field(0, ge=0)
     feature_cache: bool = True  # reuse frozen-trunk features across epochs where the variant allows
     # Every variant trains once per seed; reports give mean and std over them.
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
@@ -201,8 +218,8 @@ class TrainConfig(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    overlays: int = 4
-    batch_size: int = 8
+    overlays: int = Field(4, ge=0)
+    batch_size: int = Field(8, ge=1)
 
 
 class TrackingConfig(_Strict):
@@ -310,16 +327,52 @@ def load_params(path: Path | str = DEFAULT_PARAMS, known_variants: Iterable[str]
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (data, train, ...), got {type(raw).__name__}")
     raw.setdefault("root", str(path.resolve().parent))
     try:
         params = Params.model_validate(raw)
-    except Exception as exc:  # pydantic.ValidationError -> readable message naming the file
-        raise ParamsError(f"{path}: invalid parameters:\n{exc}") from exc
+    except ValidationError as exc:
+        raise ParamsError(f"{path}: " + "; ".join(_describe(error) for error in exc.errors())) from exc
+    problems = _missing_paths(params)
     if known_variants is not None:
-        known = sorted(known_variants)
-        for name in params.variants:
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise ParamsError(f"{path}: variants: unknown variant '{name}'; {hint}known: {', '.join(known)}")
+        problems += _unknown_variants(params.variants, sorted(known_variants))
+    if problems:
+        raise ParamsError(f"{path}: " + "; ".join(problems))
     return params
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as ``key.path: problem (got value)``."""
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    got = "" if error["type"] in ("missing", "value_error") else f" (got {error['input']!r})"
+    return f"{key}: {message}{got}" if key else message
+
+
+def _missing_paths(params: Params) -> list[str]:
+    """Input paths params name that do not exist (only those of the selected data source)."""
+    data, wanted = params.data, {}
+    if data.source == "fusar_map":
+        wanted["data.fusar_map.root"] = data.fusar_map.root
+    elif data.source == "folder":
+        wanted["data.folder.root"] = data.folder.root
+    elif data.source == "scene":
+        wanted |= {"data.scene.image": data.scene.image, "data.scene.label": data.scene.label}
+    if params.model.checkpoint is not None:
+        wanted["model.checkpoint"] = params.model.checkpoint
+    return [
+        f"{key}: {params.path(value)} does not exist; fix the path (relative paths start at the params file's folder)"
+        for key, value in wanted.items()
+        if not params.path(value).exists()
+    ]
+
+
+def _unknown_variants(variants: list[str], known: list[str]) -> list[str]:
+    problems = []
+    for name in variants:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.append(f"variants: unknown variant '{name}'; {hint}known: {', '.join(known)}")
+    return problems

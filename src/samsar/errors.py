@@ -8,6 +8,9 @@ the fix and exits non-zero; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import os
+
+DEBUG_ENV = "SAMSAR_DEBUG"  # set (or `samsar --debug`): expected errors keep their traceback
 
 
 class SamsarError(Exception):
@@ -36,6 +39,16 @@ _OS_HINTS = {
     errno.EISDIR: "give a file path, not a directory",
     errno.ENOTDIR: "a parent of the path is a file; check the path",
 }
+
+
+def debug_enabled() -> bool:
+    """Whether expected errors should show their traceback (``SAMSAR_DEBUG`` set and not 0)."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def is_expected(exc: BaseException | None) -> bool:
+    """An error reported as one line rather than a traceback."""
+    return isinstance(exc, (SamsarError, OSError))
 
 
 def one_line(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -27,16 +28,27 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         _umask_permissions(tmp)
-        if target.is_dir() and not target.is_symlink():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+        target_is_dir = target.is_dir() and not target.is_symlink()
+        if target_is_dir != tmp.is_dir() and target.exists():
+            kind = "a directory" if target_is_dir else "a file"
+            raise FileExistsError(errno.EEXIST, f"is {kind}; not replaced by {'a file' if target_is_dir else 'a directory'}", str(target))
+        if target_is_dir:
+            _replace_dir(tmp, target)
         else:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap directory ``new`` in for ``target`` (two renames; the old one is restored if the second fails)."""
+    old = new.parent / f"{target.name}.old"
+    target.rename(old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        old.rename(target)
+        raise
 
 
 def _umask_permissions(path: Path) -> None:

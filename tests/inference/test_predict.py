@@ -183,12 +183,14 @@ def test_registry_uri_errors_become_predict_errors(tmp_path, monkeypatch):
 
     import samsar.tracking.pyfunc as pyfunc
 
-    def missing(uri, tracking_uri=None, dst=None):
+    def missing(uri, dst, tracking_uri=None):
         raise MlflowException(f"Registered model alias champion not found ({tracking_uri})")
 
     monkeypatch.setattr(pyfunc, "download_adapter", missing)
-    with pytest.raises(PredictError, match="models:/samsar-x@champion: cannot be loaded .*alias champion not found"):
-        resolve_model("models:/samsar-x@champion")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    with pytest.raises(PredictError, match="models:/samsar-x@champion: cannot be loaded from the tracking store "
+                                           "http://127.0.0.1:5999 .*alias champion not found"):
+        resolve_model("models:/samsar-x@champion", download_dir=tmp_path)
 
 
 def test_predict_from_a_registered_model(tmp_path, intensity_adapter, monkeypatch):

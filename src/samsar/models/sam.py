@@ -149,7 +149,10 @@ def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable tensor-only checkpoint: {exc}") from exc
+        raise CheckpointError(
+            f"{path}: not a readable tensor-only checkpoint (truncated, corrupt, or pickling objects other than "
+            f"tensors, which are never loaded); replace it with the original file or fix model.checkpoint"
+        ) from exc
     if not isinstance(state, dict) or "image_encoder.patch_embed.proj.weight" not in state:
         raise CheckpointError(f"{path}: not a SAM state dict in the official key format (image_encoder.*, mask_decoder.*)")
     return state
