@@ -10,6 +10,7 @@ whose contents change. Failures are retried only when a retry can help (see :fun
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,25 @@ if (_CHECKOUT_SRC / "samsar").is_dir() and "samsar" not in sys.modules:
 
 from samsar.config import Params, ParamsError, load_params  # noqa: E402  (after the path set-up)
 from samsar.data.errors import DataError  # noqa: E402
+from samsar.errors import debug_enabled, is_expected  # noqa: E402
 
 # Deterministic failures: running again gives the same error.
 PERMANENT_ERRORS = (DataError, ParamsError, pydantic.ValidationError, FileNotFoundError, PermissionError)
+
+
+class _ExpectedErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs a failed run with its traceback. An expected error (bad data, params,
+    checkpoint, I/O) is reported in one line by the ``samsar`` command, so its run logs keep the
+    message and drop the traceback, unless ``SAMSAR_DEBUG`` is set."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and is_expected(record.exc_info[1]) and not debug_enabled():
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _run_logger in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_run_logger).addFilter(_ExpectedErrorsWithoutTraceback())
 
 
 def is_transient(exc: BaseException) -> bool:
