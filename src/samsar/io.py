@@ -24,9 +24,17 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
     try:
-        yield tmp
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
+    except OSError as exc:  # name the output, not the temporary name
+        raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
+    try:
+        try:
+            yield tmp
+        except OSError as exc:  # name the output, not the temporary name
+            if exc.strerror and exc.filename and str(exc.filename).startswith(str(tmp)):
+                raise type(exc)(exc.errno, exc.strerror, str(target) + str(exc.filename)[len(str(tmp)):]) from exc
+            raise
         _umask_permissions(tmp)
         target_is_dir = target.is_dir() and not target.is_symlink()
         if target_is_dir != tmp.is_dir() and target.exists():
@@ -38,6 +46,17 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def name_os_errors(path: Path | str) -> Iterator[None]:
+    """Give an OSError raised without a file name (a full disk during ``write()``) the name ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.strerror and not exc.filename:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -5,6 +5,7 @@ Scenes are read in blocks and written in bands of rows, so memory does not grow 
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from types import TracebackType
 
@@ -115,6 +116,7 @@ class RowWriter:
             profile["crs"] = crs
         if transform is not None:
             profile["transform"] = transform
+        self._path = path
         with ignore_missing_georeference():
             self._ds = rasterio.open(path, "w", **profile)
         if colormap is not None:
@@ -142,8 +144,22 @@ class RowWriter:
     def close(self) -> None:
         self._ds.close()
 
+    def verify(self) -> None:
+        """Read the closed file back, tile row by tile row. GDAL reports a failed write (a full
+        disk, an I/O error) only as a message while flushing, so a file it could not finish would
+        otherwise pass as written."""
+        try:
+            with rasterio.open(self._path) as ds:
+                for row in range(0, ds.height, TILE):
+                    ds.read(1, window=Window(0, row, ds.width, min(TILE, ds.height - row)))
+        except RasterioError as exc:
+            raise OSError(errno.EIO, "written incompletely (disk full or I/O error); free some space or write elsewhere",
+                          str(self._path)) from exc
+
     def __enter__(self) -> "RowWriter":
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+        if exc_type is None:
+            self.verify()

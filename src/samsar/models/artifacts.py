@@ -17,7 +17,7 @@ import torch
 
 import samsar
 from samsar.config import VariantOptions
-from samsar.errors import SamsarError
+from samsar.errors import SamsarError, one_line
 from samsar.io import atomic_path, file_sha256, write_json
 from samsar.models.segmenter import Segmenter
 from samsar.models.variants import build_segmenter
@@ -108,7 +108,11 @@ def load_adapter(
     tensors_path = adapter_dir / TENSORS_FILE
     if not tensors_path.is_file():
         raise ArtifactError(f"{tensors_path}: not found")
-    tensors = safetensors.torch.load_file(tensors_path)
+    try:
+        tensors = safetensors.torch.load_file(tensors_path)
+    except (safetensors.SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{tensors_path}: unreadable ({one_line(exc)}); the file is truncated or corrupt: "
+                            f"copy it again or retrain the variant") from exc
     expected = segmenter.trainable_state_dict()
     if set(tensors) != set(expected):
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
