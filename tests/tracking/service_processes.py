@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from samsar.tracking.store import stop_group
 
 
 def free_port() -> int:
@@ -35,17 +35,6 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop a server started with ``start_new_session=True`` and all its workers."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @contextlib.contextmanager
 def running(command: list[str], log_path: Path, health_url: str | None = None, env: dict | None = None,
             timeout: float = 180) -> Iterator[subprocess.Popen]:
@@ -57,4 +46,4 @@ def running(command: list[str], log_path: Path, health_url: str | None = None, e
                 wait_for_http(health_url, process, timeout)
             yield process
         finally:
-            stop_process_group(process)
+            stop_group(process)  # the server and all its workers

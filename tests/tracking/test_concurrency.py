@@ -30,7 +30,8 @@ WRITER = textwrap.dedent("""
 def test_parallel_writers_lose_no_run_param_or_metric(mlflow_server, tmp_path):
     raw = {
         "root": str(tmp_path),
-        "data": {"name": "concurrent", "classes": [{"name": "water", "color": [0, 0, 255]}], "background": None},
+        "data": {"name": "concurrent", "classes": [{"name": "water", "color": [0, 0, 255]}, {"name": "land", "color": [0, 255, 0]}],
+                 "background": None},
         "tracking": {"tracking_uri": mlflow_server, "system_metrics": False},
     }
     writers = [

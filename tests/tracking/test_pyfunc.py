@@ -76,7 +76,8 @@ def test_champion_pyfunc_predicts_a_tile_in_a_fresh_process(adapter_project, tmp
         out = model.predict(tile)
         print(out.shape, out.dtype, int(out.max()))
     """)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store.tracking_uri(params)}
+    # MLflow downloads the model under $TMPDIR: kept inside tmp_path.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.tracking_uri(params), "TMPDIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]

@@ -117,6 +117,16 @@ def segmentation_metrics(cm: np.ndarray, class_names: Sequence[str], background:
     return result
 
 
+ABSENT = "absent"  # how reports show a class with no test pixels and none predicted (IoU null)
+ABSENT_NOTE = ("*absent*: no pixel of the class in the test split and none predicted, in every seed: "
+               "it has no score and is left out of the means (not counted as 0)")
+
+
+def absent_classes(per_class_iou: dict[str, float | None]) -> list[str]:
+    """The classes whose IoU is undefined (``null``): absent from both truth and prediction."""
+    return [name for name, value in per_class_iou.items() if value is None]
+
+
 def format_metric(value: float | None, digits: int = 3) -> str:
     """A metric for tables and logs: fixed decimals, ``n/a`` when undefined (None or NaN)."""
     if value is None or value != value:

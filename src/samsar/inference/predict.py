@@ -13,6 +13,7 @@ failed run leaves none of them behind):
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from samsar.config import Params
+from samsar.config import DEFAULT_PARAMS, Params
 from samsar.data.tiling import window_starts
 from samsar.inference.errors import PredictError
 from samsar.inference.outputs import NODATA_CLASS, ClassCounter, PreviewSampler, colormap, write_area_table
 from samsar.inference.predictor import Predictor
 from samsar.inference.raster import RowWriter, SceneReader, gdal_env
-from samsar.io import atomic_path
+from samsar.io import atomic_path, name_os_errors
 
 __all__ = ["PredictError", "PredictResult", "load_model", "output_paths", "predict_scene", "resolve_model"]
 
@@ -60,25 +61,47 @@ def output_paths(output_path: Path) -> dict[str, Path]:
     }
 
 
-def check_outputs(input_path: Path, outputs: dict[str, Path], overwrite: bool = False) -> None:
+def dataset_dirs(params: Params | None) -> list[Path]:
+    """The folders of the project's data (raw, processed and the configured source), which predict never writes into."""
+    if params is None:
+        return []
+    data = params.data
+    source = {"fusar_map": data.fusar_map, "folder": data.folder}.get(data.source)
+    dirs = [params.raw_dir, params.processed_dir]
+    if source is not None:
+        dirs.append(params.path(source.root))
+    if data.source == "scene":
+        dirs += [params.path(data.scene.image).parent, params.path(data.scene.label).parent]
+    return [d.resolve() for d in dirs]
+
+
+def check_outputs(input_path: Path, outputs: dict[str, Path], overwrite: bool = False,
+                  protected: list[Path] = ()) -> None:
     """Refuse outputs that would destroy what the user did not ask to replace: a directory,
-    the input scene itself, or (without ``overwrite``) an existing file."""
+    the input scene itself, a path inside the dataset that holds the input (one of
+    ``protected``), or (without ``overwrite``) an existing file."""
     source = input_path.resolve()
+    datasets = [d for d in protected if source.is_relative_to(d)]
     for path in outputs.values():
         if path.is_dir():
             raise PredictError(f"{path}: is a directory; give --output a file path, e.g. {path / 'classes.tif'}")
         if path.resolve() == source:
             raise PredictError(f"{path}: is the input scene; choose another --output so the input is kept")
+        inside = [d for d in datasets if path.resolve().is_relative_to(d)]
+        if inside:
+            raise PredictError(f"{path}: is inside the dataset {inside[0]} that holds the input; write the output outside it")
         if path.exists() and not overwrite:
             raise PredictError(f"{path}: already exists; pass --overwrite to replace it, or choose another --output")
 
 
 def resolve_model(model: str | Path, params: Params | None = None, download_dir: Path | None = None) -> Path:
     """Adapter directory of ``model``: a directory holding ``adapter.json``, or a ``models:/NAME@ALIAS``
-    (or ``models:/NAME/VERSION``) registry URI, downloaded from the tracking store into
-    ``download_dir`` (a new temporary directory when None)."""
+    (or ``models:/NAME/VERSION``) registry URI, downloaded from the tracking store (see
+    :func:`registry_store`) into ``download_dir``, which the caller provides and removes."""
     if str(model).startswith(MODEL_URI_PREFIX):
-        return _download_registered(str(model), params, download_dir)
+        if download_dir is None:
+            raise ValueError("resolve_model: a registry URI needs download_dir (a directory the caller removes)")
+        return _download_registered(str(model), registry_store(str(model), params), download_dir)
     path = Path(model)
     if not (path / "adapter.json").is_file():
         raise PredictError(
@@ -88,17 +111,33 @@ def resolve_model(model: str | Path, params: Params | None = None, download_dir:
     return path
 
 
-def _download_registered(uri: str, params: Params | None, download_dir: Path | None) -> Path:
+def registry_store(uri: str, params: Params | None) -> str:
+    """The existing tracking store to load registry model ``uri`` from: the project's of ``params``,
+    else ``$MLFLOW_TRACKING_URI``; never MLflow's default (it would create ``./mlflow.db``)."""
+    from samsar.tracking.store import StoreError, existing_store, tracking_uri
+
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if params is None and not configured:
+        raise PredictError(
+            f"{uri}: no tracking store to load it from: no params file ({DEFAULT_PARAMS} in {Path.cwd()} or --params) "
+            f"and $MLFLOW_TRACKING_URI is not set; pass --params <project>/params.yaml or set MLFLOW_TRACKING_URI"
+        )
+    try:
+        return tracking_uri(params, create=False) if params is not None else existing_store(configured)
+    except StoreError as exc:
+        raise PredictError(f"{uri}: {exc}") from exc
+
+
+def _download_registered(uri: str, store_uri: str, download_dir: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     from samsar.tracking.pyfunc import download_adapter
-    from samsar.tracking.store import tracking_uri
 
     try:
-        return download_adapter(uri, tracking_uri=tracking_uri(params) if params is not None else None, dst=download_dir)
+        return download_adapter(uri, dst=download_dir, tracking_uri=store_uri)
     except (MlflowException, ValueError, OSError) as exc:
         raise PredictError(
-            f"{uri}: cannot be loaded from the tracking store ({exc}); check the name and alias "
+            f"{uri}: cannot be loaded from the tracking store {store_uri} ({exc}); check the name and alias "
             f"(`samsar register`) and --params / $MLFLOW_TRACKING_URI"
         ) from exc
 
@@ -150,7 +189,7 @@ def predict_scene(
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     paths = {name: path for name, path in output_paths(output_path).items() if confidence or name != "confidence"}
-    check_outputs(input_path, paths, overwrite)
+    check_outputs(input_path, paths, overwrite, dataset_dirs(params))
     # A registry model is downloaded into a temporary directory removed when prediction ends.
     with tempfile.TemporaryDirectory(prefix="samsar-model-") as download_dir, gdal_env(), SceneReader(input_path) as scene:
         segmenter, meta = load_model(resolve_model(model, params, Path(download_dir)), params)
@@ -160,13 +199,14 @@ def predict_scene(
         counter = ClassCounter(predictor.num_classes)
         preview = PreviewSampler(scene.height, scene.width)
         geo = dict(height=scene.height, width=scene.width, crs=scene.crs, transform=scene.transform)
-        with contextlib.ExitStack() as stack:
+        with name_os_errors(output_path.parent), contextlib.ExitStack() as stack:
             tmp = {name: stack.enter_context(atomic_path(path)) for name, path in paths.items()}
             class_writer = stack.enter_context(
-                RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors), **geo)
+                RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors),
+                          class_names=predictor.class_names, **geo)
             )
             confidence_writer = (
-                stack.enter_context(RowWriter(tmp["confidence"], dtype="uint8", nodata=0, **geo)) if confidence else None
+                stack.enter_context(RowWriter(tmp["confidence"], dtype="uint8", nodata=0, description="confidence", **geo)) if confidence else None
             )
             blocks = predictor.stream(scene.read_block, scene.height, scene.width)
             strips = len(window_starts(scene.height, predictor.window, predictor.stride))

@@ -13,6 +13,7 @@ import jinja2
 import markdown
 
 from samsar.config import Params
+from samsar.evaluation.metrics import ABSENT, ABSENT_NOTE, absent_classes
 from samsar.evaluation.metrics import format_metric as fmt
 from samsar.evaluation.runner import (
     CONFUSION_COUNTS,
@@ -144,6 +145,10 @@ def _caveats(base: dict, metrics: dict, summary: dict, synthetic: bool) -> list[
     if scored:
         weakest = min(scored, key=scored.get)
         caveats.append(f"Weakest class: {weakest} (test IoU {fmt(scored[weakest])}); expect most errors there.")
+    absent = absent_classes(metrics["per_class_iou"])
+    if absent:
+        caveats.append(f"Not tested on {', '.join(absent)}: the test split has no pixel of it (and none was predicted), "
+                       "so the scores say nothing about how the model recognises it.")
     if metrics["n_test_tiles"] < 50:
         caveats.append(f"The test split holds only {metrics['n_test_tiles']} tiles: differences of a few points "
                        "between variants are within noise.")
@@ -185,7 +190,7 @@ def render_markdown(params: Params, variant: str) -> str:
     figures = {key: f"{FIGURES}/{name}" if (found / name).is_file() else None for key, name in names.items()}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
-    env.globals["fmt"] = fmt
+    env.globals.update(fmt=fmt, ABSENT=ABSENT, ABSENT_NOTE=ABSENT_NOTE)
     rel_adapter = adapter_path.relative_to(params.root) if adapter_path.is_relative_to(params.root) else adapter_path
     return env.get_template("model_card.md.j2").render(
         variant=variant,
@@ -199,6 +204,7 @@ def render_markdown(params: Params, variant: str) -> str:
         base=base,
         summary=summary,
         metrics=metrics,
+        absent=absent_classes(metrics["per_class_iou"]),
         forms=_forms(metrics),
         train=params.train,
         dataset=_dataset(params, info, train_counts),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samsar.config import Params
+from samsar.evaluation.metrics import ABSENT, ABSENT_NOTE, absent_classes
 from samsar.evaluation.metrics import format_metric as fmt
 from samsar.evaluation.runner import tiles_path
 from samsar.io import write_text
@@ -110,6 +111,18 @@ def comparison_table(rows: dict[str, dict], majority: dict | None, intervals: di
     return "\n".join(lines) + "\n"
 
 
+def per_class_table(rows: dict[str, dict], class_names: list[str]) -> str:
+    """Markdown matrix of mean test IoU per variant (rows) and class (columns); ``absent`` where the
+    class has no test pixels and none was predicted (``null`` in the metrics file)."""
+    lines = ["| variant | " + " | ".join(class_names) + " |", "|---|" + "---:|" * len(class_names)]
+    for variant, metrics in rows.items():
+        per_class = metrics.get("per_class_iou") or {}
+        absent = absent_classes(per_class)
+        cells = [ABSENT if name in absent else fmt(per_class.get(name)) for name in class_names]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def pairwise_table(names: list[str], pairs: dict[tuple[str, str], Interval]) -> str:
     """Markdown matrix: row minus column mIoU difference and its interval; ▲/▼ only when it excludes 0."""
     marks = {"better": "▲", "worse": "▼", "within noise": "≈"}
@@ -168,6 +181,10 @@ def write_comparison(params: Params) -> Path:
     if any(m.get("cut_short") for m in rows.values()):
         text.append("† A seed of this variant was stopped by the `train.max_seconds` guard before its step budget: "
                     "its scores are not comparable and it is never promoted.\n")
+    if any(m.get("per_class_iou") for m in rows.values()):
+        text += ["## Per-class test IoU\n", "Mean over seeds.\n", per_class_table(rows, params.data.class_names)]
+        if any(absent_classes(m.get("per_class_iou") or {}) for m in rows.values()):
+            text.append(ABSENT_NOTE + ".\n")
     if len(names) > 1:
         text += ["## Pairwise test mIoU differences\n",
                  "Row minus column, 95 % paired-bootstrap interval; ▲ better, ▼ worse, ≈ within noise.\n",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,16 +122,17 @@ class DownloadedModel:
     base_checkpoint: Path | None
 
 
-def download_model(uri: str, tracking_uri: str | None = None, dst: Path | None = None) -> DownloadedModel:
-    """Download a ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``, ``runs:/``) pyfunc model.
+def download_model(uri: str, dst: Path, tracking_uri: str | None = None) -> DownloadedModel:
+    """Download a ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``, ``runs:/``) pyfunc model into ``dst``.
 
     The returned adapter directory loads with ``load_adapter(adapter_dir)`` alone: when the base
-    checkpoint was logged with the model, the downloaded adapter.json points at its copy.
+    checkpoint was logged with the model, the downloaded adapter.json points at its copy. The
+    caller owns ``dst`` (e.g. a ``tempfile.TemporaryDirectory``): nothing is left elsewhere.
 
     ``tracking_uri`` None: MLflow's current one (``mlflow.set_tracking_uri`` or ``$MLFLOW_TRACKING_URI``);
-    pass ``store.tracking_uri(params)`` for the project store.
+    pass ``store.tracking_uri(params, create=False)`` for the project store.
     """
-    dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="samsar-model-"))
+    dst = Path(dst)
     with store.as_process_default(tracking_uri) if tracking_uri else contextlib.nullcontext():
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     flavor = mlflow.models.Model.load(local).flavors.get("python_function", {})
@@ -147,6 +147,6 @@ def download_model(uri: str, tracking_uri: str | None = None, dst: Path | None =
     return DownloadedModel(adapter_dir=paths[ADAPTER_KEY], base_checkpoint=checkpoint)
 
 
-def download_adapter(uri: str, tracking_uri: str | None = None, dst: Path | None = None) -> Path:
-    """Download a registered adapter model (with its bundled base checkpoint); returns its adapter directory."""
-    return download_model(uri, tracking_uri=tracking_uri, dst=dst).adapter_dir
+def download_adapter(uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
+    """Download a registered adapter model (with its bundled base checkpoint) into ``dst``; returns its adapter directory."""
+    return download_model(uri, dst, tracking_uri=tracking_uri).adapter_dir

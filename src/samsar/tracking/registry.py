@@ -500,7 +500,7 @@ def promote(params: Params, version: int | None = None, dry_run: bool = False) -
     hash, not cut short). The decision is printed and, unless ``dry_run``, recorded: ``promotion.*``
     tags on the version and a ``decision.<sequence>`` tag on the registered model.
     """
-    mlflow_client = store.client(params)
+    mlflow_client = store.client(params, create=False)
     name = store.model_name(params)
     candidate = _candidate(mlflow_client, name, version)
     champion = _alias_version(mlflow_client, name, CHAMPION)
@@ -605,7 +605,7 @@ def promotion_history(params: Params) -> list[dict[str, Any]]:
     """
     if not params.tracking.enabled:
         raise RegistryError("tracking.enabled is false: there is no registry")
-    return _records(store.client(params), store.model_name(params))
+    return _records(store.client(params, create=False), store.model_name(params))
 
 
 def champion_lineage(history: list[dict[str, Any]]) -> list[int]:
@@ -640,7 +640,7 @@ def rollback(params: Params) -> dict[str, Any]:
     champion, no previous one, or the alias was moved outside samsar.
     """
     history = promotion_history(params)
-    mlflow_client = store.client(params)
+    mlflow_client = store.client(params, create=False)
     name = store.model_name(params)
     champion = _alias_version(mlflow_client, name, CHAMPION)
     if champion is None:

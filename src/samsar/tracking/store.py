@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +25,15 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from samsar.config import Params
+from samsar.errors import SamsarError
 
 STORE_DB = Path("mlflow/mlflow.db")
 PYFUNC_MODEL_NAME = "model"  # name of the adapter's pyfunc model inside its training run
+STOP_GRACE_SECONDS = 5.0  # how long a child server gets between SIGTERM and SIGKILL
+
+
+class StoreError(SamsarError):
+    """The tracking store asked for is not there (reading never creates one) or its server failed."""
 
 
 def project_root(params: Params) -> Path:
@@ -32,19 +41,42 @@ def project_root(params: Params) -> Path:
     return Path(os.environ.get("DVC_ROOT") or params.root).resolve()
 
 
-def tracking_uri(params: Params) -> str:
-    """The tracking URI: ``$MLFLOW_TRACKING_URI``, else params, else the project's SQLite file."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.tracking_uri
-    if uri:
-        return uri
-    db = project_root(params) / STORE_DB
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{db}"
+def tracking_uri(params: Params, create: bool = True) -> str:
+    """The tracking URI: ``$MLFLOW_TRACKING_URI``, else params, else the project's SQLite file.
+
+    ``create`` False is for reading (predict, the UI, the gate): a SQLite store whose file does
+    not exist raises :class:`StoreError` instead of being created empty.
+    """
+    uri = (os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.tracking_uri
+           or f"sqlite:///{project_root(params) / STORE_DB}")
+    db = sqlite_path(uri)
+    if db is not None and create:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return uri if create else existing_store(uri)
+
+
+def existing_store(uri: str) -> str:
+    """``uri``, after checking that a SQLite store's file exists (:class:`StoreError` naming it otherwise)."""
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise StoreError(f"no tracking store at {db}; run `samsar register` first "
+                         f"(or point --params / $MLFLOW_TRACKING_URI at the project that has one)")
+    return uri
 
 
 def is_local_store(uri: str) -> bool:
     """True for a SQLite file store (one writer process at a time is safe; see docs/tracking.md)."""
     return uri.startswith("sqlite:")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:`` URI; None for other stores and in-memory SQLite."""
+    if not is_local_store(uri):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return Path(database).absolute() if database and database != ":memory:" else None
 
 
 def artifact_root(params: Params) -> Path:
@@ -62,9 +94,9 @@ def model_name(params: Params) -> str:
     return f"samsar-{params.data.name}"
 
 
-def client(params: Params) -> MlflowClient:
-    """An MLflow client for the project's tracking store (also its model registry)."""
-    uri = tracking_uri(params)
+def client(params: Params, create: bool = True) -> MlflowClient:
+    """An MLflow client for the project's tracking store (also its model registry); see :func:`tracking_uri`."""
+    uri = tracking_uri(params, create)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -126,24 +158,98 @@ def ensure_experiment(mlflow_client: MlflowClient, params: Params) -> str:
 
 
 def ui_command(params: Params, port: int) -> list[str]:
-    """The ``mlflow server`` command line serving the project's store on 127.0.0.1."""
-    uri = tracking_uri(params)
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+    """The ``mlflow server`` command line serving the project's existing store on 127.0.0.1.
+
+    One worker: the UI serves one local user, and starts and stops in a fraction of the time of four.
+    """
+    uri = tracking_uri(params, create=False)
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", uri]
     if is_local_store(uri):
-        root = artifact_root(params)
-        root.mkdir(parents=True, exist_ok=True)
-        command += ["--default-artifact-root", root.as_uri()]
+        command += ["--default-artifact-root", artifact_root(params).as_uri()]
     return command
 
 
 def serve_ui(params: Params, port: int = 5000) -> None:
-    """Run the MLflow UI on http://127.0.0.1:<port> over the project's store until interrupted."""
-    uri = tracking_uri(params)
+    """Run the MLflow UI on http://127.0.0.1:<port> over the project's store until interrupted.
+
+    The server and its workers run in their own process group, stopped with this process:
+    on Ctrl+C, SIGTERM (raised as :class:`~samsar.errors.Interrupted`), or when the server exits.
+    """
+    uri = tracking_uri(params, create=False)
     if uri.startswith(("http://", "https://")):
-        raise SystemExit(f"tracking URI is {uri}: open that server's UI instead of starting one here")
+        raise StoreError(f"tracking URI is {uri}: open that server's UI instead of starting one here")
+    _check_port_free(port)
     print(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl+C stops it)", flush=True)
+    with child_group(ui_command(params, port)) as server:
+        code = server.wait()
+    # Only a signal ends a running UI; mlflow server exits 0 even when it could not bind the port.
+    raise StoreError(f"the MLflow UI server for {uri} stopped by itself (exit status {code}; its output is above); "
+                     f"if port {port} is in use, pass another --port")
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise StoreError(f"port {port} on 127.0.0.1 is in use ({exc.strerror}); pass another --port") from exc
+
+
+@contextlib.contextmanager
+def child_group(command: list[str]) -> Iterator[subprocess.Popen]:
+    """Run ``command`` in its own process group for the block; the whole group is stopped after it."""
+    process = subprocess.Popen(command, start_new_session=True)
     try:
-        subprocess.run(ui_command(params, port), check=True)
-    except KeyboardInterrupt:
-        pass
+        yield process
+    finally:
+        with _signals_deferred():
+            stop_group(process)
+
+
+def stop_group(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM the process group led by ``process``; SIGKILL what is left after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        if _group_ended(process, within=grace):
+            return
+
+
+def _group_ended(process: subprocess.Popen, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while _group_running(process):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _group_running(process: subprocess.Popen) -> bool:
+    """Whether the group's leader or another member still runs. Zombies do not count: a container's
+    init may never reap the workers the leader left behind."""
+    if process.poll() is None:
+        return True
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    if not Path("/proc/self/stat").is_file():
+        return True  # no procfs: zombie or not, the group is there
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == process.pid and state != "Z":
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block (a second Ctrl+C must not cut a cleanup short)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
