@@ -1,5 +1,7 @@
 """Windowed scene reading and row-band GeoTIFF writing."""
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -90,3 +92,89 @@ def test_row_writer_without_georeference(tmp_path):
         assert scene.crs is None and not scene.georeferenced
         raw, _ = scene.read_block(0, 10, 0, 12)
     assert (raw == 1).all()
+
+
+def cog_problems(path) -> list[str]:
+    """What keeps ``path`` from being a Cloud-Optimized GeoTIFF as GDAL writes and reports one."""
+    problems = []
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if b"LAYOUT=IFDS_BEFORE_DATA" not in head or b"BLOCK_ORDER=ROW_MAJOR" not in head:
+        problems.append("no COG ghost header (IFDs before data, row-major blocks)")
+    with rasterio.open(path) as ds:
+        if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
+            problems.append(f"GDAL layout {ds.tags(ns='IMAGE_STRUCTURE').get('LAYOUT')!r}, not COG")
+        if not ds.profile.get("tiled") or ds.block_shapes[0] != (256, 256):
+            problems.append(f"blocks {ds.block_shapes[0]}, not 256x256 tiles")
+        if ds.compression is None:
+            problems.append("not compressed")
+        if max(ds.shape) > 256 and not ds.overviews(1):
+            problems.append("no overviews")
+    return problems
+
+
+def test_row_writer_writes_a_cloud_optimized_geotiff_with_class_names(tmp_path):
+    """COG layout, internal overviews resampled by mode (a class map), and nodata, CRS, colour
+    table and class names carried into the final file; no staging file is left behind."""
+    classes = np.ones((600, 800), np.uint8)
+    classes[0::2, 0::2] = 2  # one pixel in four: nearest resampling would give 2, mode gives 1
+    classes[:40, :] = 255
+    colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    path = tmp_path / "c.tif"
+    with RowWriter(path, height=600, width=800, dtype="uint8", nodata=255, crs=UTM, transform=TRANSFORM,
+                   colormap=colormap(colors), class_names=["water", "land", "urban"]) as w:
+        for row0 in range(0, 600, 70):
+            w.write(classes[row0 : row0 + 70])
+    assert cog_problems(path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"]  # no staging or overview temp files, no .aux.xml
+    with rasterio.open(path) as ds:
+        np.testing.assert_array_equal(ds.read(1), classes)
+        assert ds.overviews(1) == [2, 4]
+        assert ds.crs == UTM and ds.transform == TRANSFORM and ds.nodata == 255
+        assert ds.colormap(1)[2] == (0, 0, 255, 255)
+        assert json.loads(ds.tags()["CLASS_NAMES"]) == ["water", "land", "urban"]
+        assert ds.tags(1)["CLASS_2"] == "urban" and ds.descriptions == ("class",)
+    with rasterio.open(path, overview_level=0) as ds:
+        half = ds.read(1)
+    assert half.shape == (300, 400)
+    assert (half[:20] == 255).all() and (half[20:] == 1).all()  # nodata kept, classes by majority
+
+
+def test_row_writer_overviews_of_a_continuous_raster_average_valid_pixels(tmp_path):
+    values = np.full((512, 512), 200, np.uint8)
+    values[:, 1::2] = 100
+    values[:, :64] = 0  # nodata
+    path = tmp_path / "conf.tif"
+    with RowWriter(path, height=512, width=512, dtype="uint8", nodata=0, crs=UTM, transform=TRANSFORM) as w:
+        w.write(values)
+    assert cog_problems(path) == []
+    with rasterio.open(path, overview_level=0) as ds:
+        half = ds.read(1)
+    assert (half[:, :32] == 0).all() and (half[:, 32:] == 150).all()
+
+
+def test_row_writer_leaves_nothing_when_the_rows_fail(tmp_path):
+    path = tmp_path / "c.tif"
+    with pytest.raises(RuntimeError, match="model failed"):
+        with RowWriter(path, height=300, width=300, dtype="uint8", nodata=255, crs=UTM, transform=TRANSFORM) as w:
+            w.write(np.zeros((100, 300), np.uint8))
+            raise RuntimeError("model failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_row_writer_reports_a_failed_cog_copy_as_an_incomplete_write(tmp_path, monkeypatch):
+    """GDAL failing while it lays out the COG (a full disk) is the one-line I/O error, naming the output."""
+    from rasterio._err import CPLE_AppDefinedError
+
+    from samsar.inference import raster
+
+    def disk_full(*args, **kwargs):
+        raise CPLE_AppDefinedError(1, 4, "TIFFWriteDirectoryTagData:IO error writing tag data")  # as on a real full disk
+
+    monkeypatch.setattr(raster.rasterio.shutil, "copy", disk_full)
+    path = tmp_path / "c.tif"
+    with pytest.raises(OSError, match="written incompletely") as caught:
+        with RowWriter(path, height=300, width=300, dtype="uint8", nodata=255, crs=UTM, transform=TRANSFORM) as w:
+            w.write(np.zeros((300, 300), np.uint8))
+    assert caught.value.filename == str(path)
+    assert list(tmp_path.iterdir()) == []

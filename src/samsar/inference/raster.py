@@ -1,4 +1,4 @@
-"""Windowed raster reading and writing for scene prediction (GeoTIFF, TIFF, PNG, BMP in; GeoTIFF out).
+"""Windowed raster reading and writing for scene prediction (GeoTIFF, TIFF, PNG, BMP in; Cloud-Optimized GeoTIFF out).
 
 Scenes are read in blocks and written in bands of rows, so memory does not grow with the scene.
 """
@@ -6,12 +6,15 @@ Scenes are read in blocks and written in bands of rows, so memory does not grow 
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError  # GDAL errors rasterio passes on unwrapped (e.g. from a copy)
 from rasterio.errors import CRSError, RasterioError
 from rasterio.windows import Window
 
@@ -90,10 +93,17 @@ class SceneReader:
 
 
 class RowWriter:
-    """A single-band tiled, compressed GeoTIFF written top to bottom.
+    """A single-band Cloud-Optimized GeoTIFF written top to bottom.
 
     Rows arrive in bands of any height; they are copied into a buffer one tile high and
-    written in whole tile rows, so each compressed tile is written exactly once.
+    written in whole tile rows into a tiled, compressed staging GeoTIFF beside ``path``, so each
+    tile is written exactly once and memory stays one tile row whatever the scene size. On a
+    clean close GDAL's COG driver copies the staging file to ``path`` in COG layout (overviews
+    down to one tile, resampled with ``resampling``: ``mode`` for a class map, i.e. when a colour
+    table or class names are given, else ``average``; the same tiles and compression) and the
+    staging file is removed. Nodata, CRS, colour table, band description and tags carry over;
+    ``class_names`` are stored as the dataset tag ``CLASS_NAMES`` (a JSON list) and the band tags
+    ``CLASS_<value>`` (both shown by ``gdalinfo``), the band description being ``class``.
     """
 
     def __init__(
@@ -107,20 +117,32 @@ class RowWriter:
         crs: rasterio.crs.CRS | None,
         transform: Affine | None,
         colormap: dict[int, tuple[int, int, int, int]] | None = None,
+        class_names: list[str] | None = None,
+        description: str | None = None,
+        resampling: str | None = None,
     ) -> None:
         profile = dict(
             driver="GTiff", height=height, width=width, count=1, dtype=dtype, nodata=nodata,
-            tiled=True, blockxsize=TILE, blockysize=TILE, compress="deflate", BIGTIFF="IF_SAFER",
+            tiled=True, blockxsize=TILE, blockysize=TILE, BIGTIFF="IF_SAFER",
+            compress="deflate", ZLEVEL=1,  # staging only: fast; the COG copy compresses fully
         )
         if crs is not None:
             profile["crs"] = crs
         if transform is not None:
             profile["transform"] = transform
-        self._path = path
+        categorical = colormap is not None or class_names is not None
+        self.resampling = (resampling or ("mode" if categorical else "average")).upper()
+        self._path = Path(path)
+        self._staging = self._path.with_name(f".{self._path.name}.rows.tif")
         with ignore_missing_georeference():
-            self._ds = rasterio.open(path, "w", **profile)
+            self._ds = rasterio.open(self._staging, "w", **profile)
         if colormap is not None:
             self._ds.write_colormap(1, colormap)
+        if class_names is not None:
+            self._ds.update_tags(CLASS_NAMES=json.dumps(list(class_names)))
+            self._ds.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(class_names)})
+        if description or class_names is not None:
+            self._ds.set_band_description(1, description or "class")
         self._buffer = np.empty((min(TILE, height), width), dtype=dtype)
         self._buffered = 0  # rows in the buffer
         self._written = 0  # rows already in the file
@@ -142,24 +164,52 @@ class RowWriter:
         self._buffered = 0
 
     def close(self) -> None:
-        self._ds.close()
+        """Finish the staging file and copy it into COG layout at ``path`` (see the class doc)."""
+        if self._ds.closed:
+            return
+        try:
+            self._ds.close()
+            with ignore_missing_georeference():
+                rasterio.shutil.copy(
+                    self._staging, self._path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=TILE,
+                    OVERVIEW_RESAMPLING=self.resampling, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
+                )
+        except (RasterioError, CPLE_BaseError) as exc:
+            raise self._incomplete() from exc
+        finally:
+            self._staging.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Close without writing ``path`` (after a failure); the staging file is removed."""
+        try:
+            if not self._ds.closed:
+                self._ds.close()
+        except (RasterioError, CPLE_BaseError):
+            pass  # the write already failed; its error is the one to report
+        finally:
+            self._staging.unlink(missing_ok=True)
 
     def verify(self) -> None:
         """Read the closed file back, tile row by tile row. GDAL reports a failed write (a full
         disk, an I/O error) only as a message while flushing, so a file it could not finish would
         otherwise pass as written."""
         try:
-            with rasterio.open(self._path) as ds:
+            with ignore_missing_georeference(), rasterio.open(self._path) as ds:
                 for row in range(0, ds.height, TILE):
                     ds.read(1, window=Window(0, row, ds.width, min(TILE, ds.height - row)))
-        except RasterioError as exc:
-            raise OSError(errno.EIO, "written incompletely (disk full or I/O error); free some space or write elsewhere",
-                          str(self._path)) from exc
+        except (RasterioError, CPLE_BaseError) as exc:
+            raise self._incomplete() from exc
+
+    def _incomplete(self) -> OSError:
+        return OSError(errno.EIO, "written incompletely (disk full or I/O error); free some space or write elsewhere",
+                       str(self._path))
 
     def __enter__(self) -> "RowWriter":
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
         self.close()
-        if exc_type is None:
-            self.verify()
+        self.verify()
