@@ -11,6 +11,7 @@ whose contents change. Failures are retried only when a retry can help (see :fun
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import wait
 from prefect.runtime import task_run as current_task_run
+from prefect.settings import PREFECT_API_URL
 from prefect.states import State
 from prefect.tasks import Task
 
@@ -33,12 +35,12 @@ _CHECKOUT_SRC = Path(__file__).resolve().parents[1] / "src"
 if (_CHECKOUT_SRC / "samsar").is_dir() and "samsar" not in sys.modules:
     sys.path.insert(0, str(_CHECKOUT_SRC))
 
-from samsar.config import Params, ParamsError, load_params  # noqa: E402  (after the path set-up)
-from samsar.data.errors import DataError  # noqa: E402
-from samsar.errors import debug_enabled, is_expected  # noqa: E402
+from samsar.config import Params, load_params  # noqa: E402  (after the path set-up)
+from samsar.errors import SamsarError, debug_enabled, is_expected  # noqa: E402
 
-# Deterministic failures: running again gives the same error.
-PERMANENT_ERRORS = (DataError, ParamsError, pydantic.ValidationError, FileNotFoundError, PermissionError)
+# Deterministic failures: running again gives the same error. SamsarError: bad data, params,
+# checkpoints... that the user must fix (DataError, ParamsError, TrainingError among them).
+PERMANENT_ERRORS = (SamsarError, pydantic.ValidationError, FileNotFoundError, PermissionError)
 
 
 class _ExpectedErrorsWithoutTraceback(logging.Filter):
@@ -56,10 +58,33 @@ for _run_logger in ("prefect.flow_runs", "prefect.task_runs"):
     logging.getLogger(_run_logger).addFilter(_ExpectedErrorsWithoutTraceback())
 
 
+class _SubprocessInOwnSession:
+    """``subprocess`` as Prefect's server module sees it: the temporary server it starts without a
+    ``PREFECT_API_URL`` runs in a session of its own. Ctrl+C in a terminal signals the whole
+    foreground process group; a server in that group stops at once, and the interrupted flow run
+    cannot be reported (Prefect's client retries for minutes, then fails with a connection error
+    in place of the interrupt)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802  (stands in for subprocess.Popen)
+        return subprocess.Popen(*args, **{"start_new_session": True, **kwargs})
+
+
+if not PREFECT_API_URL.value():
+    from prefect.server.api import server as _prefect_server
+
+    if hasattr(_prefect_server, "subprocess"):  # Prefect's internals: leave a version without it alone
+        _prefect_server.subprocess = _SubprocessInOwnSession()
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a retry may succeed: I/O and connection errors, CUDA out of memory.
 
-    Bad data, bad params, validation errors and missing files are not retried.
+    Expected failures (:class:`SamsarError`: bad data, params, checkpoints), validation errors and
+    missing files are not retried; neither is SIGTERM or Ctrl+C (a crash, not a failure, to Prefect).
     """
     if isinstance(exc, PERMANENT_ERRORS):
         return False
@@ -85,14 +110,14 @@ def _configured(task_: Task, params: Params, gpu: bool) -> Task:
 
 
 @task(name="train", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
-def train_task(params_path: str, variant: str, resume: bool = False) -> str:
+def train_task(params_path: str, variant: str, resume: bool = False, force_resume: bool = False) -> str:
     """Train every seed of ``variant``; returns its adapter directory. A retry resumes from the
     checkpoints the failed attempt wrote."""
     from samsar.training.loop import checkpoint_dir, train_variant
 
     params = load_params(params_path)
     written = any(_written_by_this_flow_run(p) for p in checkpoint_dir(params, variant).glob("seed*/last.pt"))
-    train_variant(params, variant, resume=resume or written)
+    train_variant(params, variant, resume=resume or written, force_resume=force_resume)
     return str(params.variant_dir(variant) / "adapter")
 
 
@@ -149,11 +174,12 @@ def ensure_gpu_limit(params: Params) -> int:
 
 
 @flow(name="samsar-train", flow_run_name="train-{variant}")
-def train_flow(params_path: str, variant: str, resume: bool = False) -> str:
+def train_flow(params_path: str, variant: str, resume: bool = False, force_resume: bool = False) -> str:
     """Train one variant over all its seeds in one flow run (what the DVC ``train`` stage runs through
-    ``samsar train``); returns the adapter dir."""
+    ``samsar train``); returns the adapter dir. SIGTERM or Ctrl+C reaches the caller as
+    :class:`~samsar.errors.Interrupted` / KeyboardInterrupt (Prefect marks the runs Crashed)."""
     params = load_params(params_path)
-    return _configured(train_task, params, gpu=True)(params_path, variant, resume)
+    return _configured(train_task, params, gpu=True)(params_path, variant, resume, force_resume)
 
 
 @flow(name="samsar-variant", flow_run_name="variant-{variant}")

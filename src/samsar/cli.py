@@ -37,8 +37,9 @@ class _ErrorBoundary(TyperGroup):
             if _debug(ctx):
                 raise
             if isinstance(exc, KeyboardInterrupt):
-                signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-                typer.secho(f"interrupted by {signal.Signals(signum).name}; {_after_interrupt(ctx)}", fg="yellow", err=True)
+                signum, hint = (exc.signum, exc.hint) if isinstance(exc, Interrupted) else (signal.SIGINT, "")
+                hint = hint or "nothing was half-written (outputs are renamed into place only when complete)"
+                typer.secho(f"interrupted by {signal.Signals(signum).name}; {hint}", fg="yellow", err=True)
                 raise typer.Exit(128 + signum) from exc
             typer.secho(f"error: {one_line(exc)}", fg="red", err=True)
             code = EXIT_USAGE if isinstance(exc, ParamsError) else EXIT_ERROR
@@ -49,13 +50,6 @@ class _ErrorBoundary(TyperGroup):
 
 def _debug(ctx: typer.Context) -> bool:
     return bool(ctx.params.get("debug")) or debug_enabled()
-
-
-def _after_interrupt(ctx: typer.Context) -> str:
-    sub = ctx.protected_args[0] if ctx.protected_args else ""
-    if sub == "train":
-        return "resume with `samsar train --variant V --resume` (each seed saved a checkpoint)"
-    return "nothing was half-written (outputs are renamed into place only when complete)"
 
 
 app = typer.Typer(
@@ -83,7 +77,16 @@ VariantOpt = Annotated[str, typer.Option("--variant", "-v", help="Variant name f
 def _params(path: Path) -> Params:
     from samsar.models.variants import VARIANTS
 
-    return load_params(path, known_variants=VARIANTS)
+    params = load_params(path, known_variants=VARIANTS)
+    _keep_tool_state_in_project(params.root)
+    return params
+
+
+def _keep_tool_state_in_project(root: Path) -> None:
+    """Prefect's database and matplotlib's font cache go under the project (both gitignored), not
+    into $HOME, unless the user set their own places. Runs before either library is imported."""
+    os.environ.setdefault("PREFECT_HOME", str(root.resolve() / ".prefect"))
+    os.environ.setdefault("MPLCONFIGDIR", str(root.resolve() / ".cache" / "matplotlib"))
 
 
 def _check_variant(params: Params, variant: str) -> None:
@@ -133,6 +136,9 @@ def train(
     variant: VariantOpt,
     params: ParamsOpt = DEFAULT_PARAMS,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint of this variant.")] = False,
+    force_resume: Annotated[bool, typer.Option(
+        "--force-resume", help="Resume even from checkpoints made with other training params or data (implies --resume)."
+    )] = False,
     flow: Annotated[bool, typer.Option(help="Run as a Prefect flow (local ephemeral mode).")] = True,
 ) -> None:
     """Train one variant (as a Prefect flow run, in-process)."""
@@ -141,11 +147,11 @@ def train(
     if flow:
         from pipelines.flows import train_flow
 
-        train_flow(params_path=str(params.resolve()), variant=variant, resume=resume)
+        train_flow(params_path=str(params.resolve()), variant=variant, resume=resume, force_resume=force_resume)
     else:
         from samsar.training.loop import train_variant
 
-        train_variant(p, variant, resume=resume)
+        train_variant(p, variant, resume=resume, force_resume=force_resume)
 
 
 @app.command()

@@ -24,9 +24,10 @@ class TrainingError(SamsarError, ValueError):
 class Interrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT) stopped the work; what was interrupted has been closed cleanly."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, hint: str = "") -> None:
         super().__init__(signum)
         self.signum = signum
+        self.hint = hint  # what to do next, e.g. the command that resumes
 
 
 _OS_HINTS = {

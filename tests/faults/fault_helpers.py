@@ -10,10 +10,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def samsar(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m samsar.cli ARGS`` in ``cwd`` (its own process, as from a shell)."""
+def samsar(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+           unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run ``python -m samsar.cli ARGS`` in ``cwd`` (its own process, as from a shell), with ``env``
+    added to this process's environment and the variables in ``unset`` removed."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("SAMSAR_DEBUG", None)
+    for key in ("SAMSAR_DEBUG", *unset):
+        full_env.pop(key, None)
     return subprocess.run([sys.executable, "-m", "samsar.cli", *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

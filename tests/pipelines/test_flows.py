@@ -61,7 +61,7 @@ class Recorder:
         if self.fail.get(key):
             raise self.fail[key].pop(0)
 
-    def train_variant(self, params, variant, resume=False):
+    def train_variant(self, params, variant, resume=False, force_resume=False):
         self.calls.append(("train", variant, resume))
         if self.checkpoint_before_failing:
             write_text(checkpoint_path(params, variant, 0), "epoch 1")

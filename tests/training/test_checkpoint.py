@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from samsar.errors import TrainingError
 from samsar.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 
 
@@ -23,5 +24,5 @@ def test_checkpoint_round_trip_restores_rng_and_tensors(tmp_path):
 
 
 def test_missing_checkpoint_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="last.pt"):
+    with pytest.raises(TrainingError, match="last.pt"):
         load_checkpoint(tmp_path / "last.pt")

@@ -6,9 +6,9 @@ from samsar.training.loop import train_variant
 
 
 def test_gradient_accumulation_and_early_stopping(tiny_project):
-    # lr 0: validation never improves after the first round, so patience 1 stops after round 2;
+    # lr 1e-30 (no fp32 weight moves): validation never improves after the first round, so patience 1 stops after round 2;
     # 12 tiles in micro-batches of 2 accumulated by 2 -> 3 optimizer steps per epoch.
-    params = tiny_project({"train": {"epochs": 5, "batch_size": 2, "grad_accum": 2, "lr": 0.0,
+    params = tiny_project({"train": {"epochs": 5, "batch_size": 2, "grad_accum": 2, "lr": 1e-30,
                                      "early_stopping_patience": 1, "warmup_steps": 0}})
     run = train_variant(params, "decoder_only")["runs"][0]
     assert run["stop_reason"] == "early_stopping"

@@ -6,6 +6,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from samsar.errors import TrainingError
 from samsar.training.checkpoint import load_checkpoint, save_checkpoint
 from samsar.training.loop import Trainer, checkpoint_path, train_variant
 
@@ -59,11 +60,11 @@ def test_resume_after_injected_failure_matches_uninterrupted_run(tiny_project, t
 def test_resume_refuses_a_checkpoint_of_another_variant(tiny_project):
     params = tiny_project()
     save_checkpoint(checkpoint_path(params, "decoder_only", 0), {"variant": "lora", "seed": 0, "base_id": "random-init:0"})
-    with pytest.raises(ValueError, match="cannot resume"):
+    with pytest.raises(TrainingError, match="cannot resume"):
         train_variant(params, "decoder_only", resume=True)
 
 
 def test_resume_without_checkpoint_names_the_file(tiny_project):
     params = tiny_project()
-    with pytest.raises(FileNotFoundError, match="last.pt"):
+    with pytest.raises(TrainingError, match="last.pt.*train without --resume"):
         train_variant(params, "decoder_only", resume=True)

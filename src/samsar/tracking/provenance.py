@@ -1,4 +1,4 @@
-"""What a run was made from: code version, data version and base checkpoint."""
+"""What a run was made from: code version, data version, params and base checkpoint."""
 
 from __future__ import annotations
 
@@ -65,6 +65,45 @@ def _dvc_lock_data_hash(lock: Path, params: Params) -> str | None:
         return None
     # Several data outputs: one digest over all of them, in a stable order.
     return "md5:" + hashlib.md5(json.dumps(sorted(outs.items())).encode()).hexdigest()
+
+
+def dataset_hash(processed_dir: Path) -> str:
+    """``sha256:`` of the processed dataset's content, whatever folder it sits in.
+
+    Covers every tile's id, split and content hash (the manifest's ``sha256`` of image and label
+    bytes), in manifest order, and ``dataset.json`` (classes, scaling, tile size) without its
+    ``notes``; leaves out what names a machine path (``source_file``, the notes), so a moved
+    checkout or dataset keeps its hash.
+    """
+    import pandas as pd
+
+    from samsar.data.errors import DataError
+
+    manifest, description = processed_dir / "manifest.parquet", processed_dir / "dataset.json"
+    try:
+        tiles = pd.read_parquet(manifest, columns=["tile_id", "split", "sha256"])
+        doc = {k: v for k, v in json.loads(description.read_text()).items() if k != "notes"}
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{processed_dir}: cannot read the manifest or dataset.json ({exc}); run `samsar preprocess`") from exc
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode())
+    digest.update(tiles.to_csv(index=False).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def flatten_params(params: Params, sections: set[str] | None = None) -> dict[str, str]:
+    """params.yaml as dotted keys (``train.lr``); values other than strings as JSON. ``root`` is left
+    out (a machine path); ``sections`` keeps only those top-level keys."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value if isinstance(value, str) else json.dumps(value)
+
+    walk("", params.model_dump(mode="json", include=sections, exclude={"root"}))
+    return flat
 
 
 def base_checkpoint_path(params: Params) -> Path | None:

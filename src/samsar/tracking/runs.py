@@ -1,7 +1,7 @@
 """MLflow runs: one per training of a variant, reopened by evaluate/card to add results.
 
-A run always ends ``FINISHED`` or ``FAILED`` (with the error in the ``error`` tag); it is
-never left ``RUNNING`` by an exception.
+A run always ends ``FINISHED``, ``FAILED`` (with the error in the ``error`` tag) or, stopped by
+SIGTERM or Ctrl+C, ``KILLED`` (``interrupted_by`` tag); it is never left ``RUNNING`` by an exception.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import logging
+import signal
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,7 +22,9 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
 
 import samsar
 from samsar.config import Params
+from samsar.errors import Interrupted
 from samsar.tracking import provenance, store
+from samsar.tracking.provenance import flatten_params
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +81,6 @@ class RunHandle:
         return log_adapter_model(self.params, self.run_id, Path(adapter_dir))
 
 
-def flatten_params(params: Params) -> dict[str, str]:
-    """params.yaml as dotted keys (``train.lr``); lists become JSON. ``root`` is left out (a machine path)."""
-    flat: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), item)
-        else:
-            flat[prefix] = value if isinstance(value, str) else json.dumps(value)
-
-    walk("", params.model_dump(mode="json", exclude={"root"}))
-    return flat
-
-
 def _param_value(value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
     if len(text) > MAX_PARAM_VAL_LENGTH:
@@ -123,8 +111,8 @@ def run_tags(params: Params, variant: str) -> dict[str, str]:
 @contextlib.contextmanager
 def variant_run(params: Params, variant: str) -> Iterator[RunHandle]:
     """The parent MLflow run of training ``variant``: groups its per-seed runs and samples system
-    metrics while the seeds train. Ends ``FINISHED`` on success, ``FAILED`` with the ``error`` tag
-    on any exception."""
+    metrics while the seeds train. Ends ``FINISHED`` on success, ``KILLED`` when interrupted,
+    ``FAILED`` with the ``error`` tag on any other exception."""
     client = store.client(params)
     experiment_id = store.ensure_experiment(client, params)
     tags = {**run_tags(params, variant), "run_kind": "variant", "seeds": json.dumps(params.train.seeds)}
@@ -194,16 +182,26 @@ def resume_run(params: Params, run_id: str | None) -> Iterator[RunHandle]:
 
 @contextlib.contextmanager
 def _ending_run(handle: RunHandle) -> Iterator[None]:
+    """End the run ``FINISHED``; ``KILLED`` on KeyboardInterrupt (Ctrl+C, :class:`Interrupted` by
+    SIGTERM), ``FAILED`` with the error on any other exception, which is then re-raised."""
     try:
         yield
     except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            status, tags = RunStatus.KILLED, {"interrupted_by": _signal_name(exc)}
+        else:
+            status, tags = RunStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__}
         try:
-            handle.set_tags({"error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
-            handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+            handle.set_tags(tags)
+            handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(status))
         except Exception as tracking_exc:  # e.g. the server is the thing that failed: report the original error
-            log.warning("could not mark MLflow run %s as FAILED: %s", handle.run_id, tracking_exc)
+            log.warning("could not mark MLflow run %s as %s: %s", handle.run_id, RunStatus.to_string(status), tracking_exc)
         raise
     handle.client.set_terminated(handle.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _signal_name(exc: KeyboardInterrupt) -> str:
+    return signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else "SIGINT"
 
 
 @contextlib.contextmanager

@@ -3,10 +3,12 @@
 A checkpoint holds only tensors and primitive containers so it loads with
 ``torch.load(weights_only=True)``: trainable model state, optimizer, scheduler, counters,
 best-so-far state and the random-number-generator states of python, numpy and torch.
+A checkpoint that is missing or cannot be read raises :class:`TrainingError` naming the file.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from samsar.errors import TrainingError
 from samsar.io import atomic_path
 
 
@@ -57,5 +60,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only``: no code is unpickled)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from (train without --resume first)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise TrainingError(f"{path}: no checkpoint to resume from; train without --resume")
+    fix = "delete it or train without --resume (which starts over and replaces it)"
+    with path.open("rb") as f:  # an error opening it (permissions) is reported as such
+        try:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "Unsupported global" not in str(exc):  # bytes that are no pickle at all
+                raise TrainingError(f"{path}: unreadable checkpoint, truncated or corrupt; {fix}") from exc
+            raise TrainingError(f"{path}: not a samsar checkpoint: it holds pickled Python objects, which are never "
+                                f"loaded (weights_only); {fix}") from exc
+        except Exception as exc:  # truncated or corrupt: RuntimeError, OSError, EOFError, IndexError... from torch
+            raise TrainingError(f"{path}: unreadable checkpoint, truncated or corrupt; {fix}") from exc
+    if not isinstance(ckpt, dict):
+        raise TrainingError(f"{path}: not a samsar checkpoint (a {type(ckpt).__name__}, not a dict); {fix}")
+    return ckpt

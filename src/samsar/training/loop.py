@@ -10,6 +10,10 @@ and interpreter start-up paid once; on a CPU the seeds run side by side in child
 sets the head's initialisation, the epoch's sample order (a sampler seeded by ``(seed, epoch)``)
 and each batch's augmentation (a generator seeded by ``(seed, epoch, batch, rank)``), so a run
 resumed from a checkpoint replays exactly the batches an uninterrupted run would have seen.
+
+SIGTERM and Ctrl+C stop every seed (child processes included) at the next optimizer step or
+epoch end, each with a checkpoint; ``--resume`` continues from them, after checking they were
+made with the same training params and data (``--force-resume`` to continue anyway).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +41,8 @@ from rich.console import Console
 from tqdm import tqdm
 
 from samsar.config import Params
+from samsar.data.errors import DataError
+from samsar.errors import Interrupted, TrainingError
 from samsar.evaluation.metrics import format_metric, segmentation_metrics
 from samsar.evaluation.tiles import autocast_for, dataset_confusion, tile_logits
 from samsar.io import atomic_path, write_json, write_text
@@ -49,6 +57,14 @@ log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("seed", "epoch", "step", "train_loss", "val_mIoU", "lr", "seconds")
 CUT_SHORT = "max_seconds"  # the stop reason of the wall-time guard
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DATA_HASH = "data_hash"  # key of the dataset's content hash in a checkpoint's record
+CHECKPOINT_KEYS = ("state", "model", "best", "optimizer", "scheduler", "rng")  # what resuming reads
+# Params a resumed run may change: guards and speed/memory settings that do not change what is
+# learnt, the seed list (each checkpoint is of one seed) and the base checkpoint's path (its
+# content is checked as the base id).
+RESUMABLE_CHANGES = frozenset({"train.max_seconds", "train.checkpoint_every", "train.num_workers", "train.seeds",
+                               "model.gradient_checkpointing", "model.checkpoint"})
 
 
 def checkpoint_dir(params: Params, variant: str) -> Path:
@@ -66,7 +82,7 @@ def seed_dir(params: Params, variant: str, seed: int) -> Path:
     return params.variant_dir(variant) / "seeds" / str(seed)
 
 
-def train_variant(params: Params, variant: str, resume: bool = False) -> dict:
+def train_variant(params: Params, variant: str, resume: bool = False, force_resume: bool = False) -> dict:
     """Train ``variant`` once per seed of ``train.seeds`` and write the variant's outputs.
 
     Per seed: ``models/<variant>/seeds/<seed>/{adapter/,history.csv,train_summary.json}`` and an
@@ -76,13 +92,16 @@ def train_variant(params: Params, variant: str, resume: bool = False) -> dict:
     summaries, means). On a CPU the seeds train side by side, one process each (see
     :func:`seed_threads`); on CUDA and under ``torchrun`` one after the other, where every rank
     trains and rank 0 writes. Returns the variant summary.
+
+    ``resume`` continues every seed from its checkpoint (seeds without one start over) once
+    :func:`check_resumable` accepts them; ``force_resume`` (implies ``resume``) accepts checkpoints
+    made with other training params or data. SIGTERM or Ctrl+C: every seed saves its checkpoint,
+    the MLflow run ends KILLED and :class:`Interrupted` is raised.
     """
-    seeds = params.train.seeds
-    if resume and not any(checkpoint_path(params, variant, seed).is_file() for seed in seeds):
-        raise FileNotFoundError(f"{checkpoint_path(params, variant, seeds[0])}: no checkpoint of any seed "
-                                f"of '{variant}' to resume; train without --resume")
+    resume = resume or force_resume
+    if resume:
+        check_resumable(params, variant, force_resume)
     with distributed_context() as ctx:
-        parallel = len(seeds) > 1 and not ctx.distributed and ctx.device.type == "cpu"
         tracked = ctx.is_main and params.tracking.enabled
         if tracked:
             from samsar.tracking.runs import variant_run
@@ -91,10 +110,11 @@ def train_variant(params: Params, variant: str, resume: bool = False) -> dict:
         else:
             parent = contextlib.nullcontext(None)
         with parent as parent_handle:
-            if parallel:
-                summaries = _train_seeds_in_processes(params, variant, resume)
-            else:
-                summaries = [Trainer(params, variant, ctx, seed).fit(resume) for seed in seeds]
+            try:
+                summaries = _train_seeds(params, variant, ctx, resume)
+            except Interrupted as exc:
+                exc.hint = f"resume with `samsar train --variant {variant} --resume` (each seed saved a checkpoint)"
+                raise
             if not ctx.is_main:
                 return summaries[0]
             if parent_handle is not None:
@@ -123,24 +143,169 @@ def seed_threads(n_seeds: int) -> int:
     return max(1, cores // n_seeds)
 
 
-def _train_seeds_in_processes(params: Params, variant: str, resume: bool) -> list[dict]:
-    """Every seed in its own spawned process (all at once, :func:`seed_threads` threads each)."""
+class StopSignals:
+    """SIGTERM and Ctrl+C (SIGINT) while seeds train: recorded in ``pending`` instead of raised, so
+    the loop stops where its state is consistent (:meth:`Trainer._stop_if_signalled`), saves the
+    checkpoint and raises :class:`Interrupted`. Installed only in the main thread; elsewhere the
+    signals keep their handlers and ``pending`` stays None."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> StopSignals:
+        self._previous = _set_handlers({s: self._record for s in STOP_SIGNALS})
+        return self
+
+    def __enter__(self) -> StopSignals:
+        return self.install()
+
+    def __exit__(self, *exc_info) -> None:
+        _set_handlers(self._previous)
+        self._previous = {}
+
+    def _record(self, signum: int, frame) -> None:
+        if self.pending is None:
+            self.pending = signum
+
+    def raise_if_pending(self) -> None:
+        if self.pending is not None:
+            raise Interrupted(self.pending)
+
+
+def _set_handlers(handlers: dict) -> dict:
+    """Install signal handlers (in the main thread; elsewhere nothing); returns those they replace."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in handlers.items()}
+
+
+def _train_seeds(params: Params, variant: str, ctx: DistContext, resume: bool) -> list[dict]:
+    """Every seed's summary: side by side in child processes on a CPU, else one after the other.
+    SIGTERM or Ctrl+C stops them all with a checkpoint each and raises :class:`Interrupted`."""
+    seeds = params.train.seeds
+    parallel = len(seeds) > 1 and not ctx.distributed and ctx.device.type == "cpu"
+    if parallel:
+        _warm_feature_cache(params, variant)  # interrupted at once if need be: nothing to save yet
+    with StopSignals() as stop:
+        if parallel:
+            summaries = _train_seeds_in_processes(params, variant, resume, stop)
+        else:
+            summaries = [Trainer(params, variant, ctx, seed, stop).fit(resume) for seed in seeds]
+    stop.raise_if_pending()  # a signal after the last step: the seeds are saved, the variant is not written
+    return summaries
+
+
+def _train_seeds_in_processes(params: Params, variant: str, resume: bool, stop: StopSignals) -> list[dict]:
+    """Every seed in its own spawned process (all at once, :func:`seed_threads` threads each).
+
+    A SIGTERM or SIGINT this process gets is forwarded to the seed processes until they have all
+    stopped (a signal sent to the parent does not reach them). They start with both signals
+    ignored, until :func:`_seed_process_init` records them, so none dies unsaved while starting
+    (this process ignores them too for the milliseconds it takes to spawn them).
+    """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, wait
 
     seeds = params.train.seeds
-    _warm_feature_cache(params, variant)
     threads = seed_threads(len(seeds))
     log.info("%s: seeds %s in %d processes, %d torch thread(s) each", variant, seeds, len(seeds), threads)
-    with ProcessPoolExecutor(max_workers=len(seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_seed_process, params, variant, seed, resume, threads) for seed in seeds]
+    with ProcessPoolExecutor(max_workers=len(seeds), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_seed_process_init) as pool:
+        ignored = _set_handlers({s: signal.SIG_IGN for s in STOP_SIGNALS})  # inherited; a Python handler is not
+        try:
+            futures = [pool.submit(_train_seed_process, params, variant, seed, resume, threads) for seed in seeds]
+        finally:
+            _set_handlers(ignored)
+        while wait(futures, timeout=0.5).not_done:
+            if stop.pending is not None:
+                _signal_processes(pool, stop.pending)
+        stop.raise_if_pending()
         return [future.result() for future in futures]
+
+
+_SEED_PROCESS_STOP: StopSignals | None = None  # in a seed process: its SIGTERM/SIGINT record
+
+
+def _seed_process_init() -> None:
+    global _SEED_PROCESS_STOP
+    _SEED_PROCESS_STOP = StopSignals().install()
 
 
 def _train_seed_process(params: Params, variant: str, seed: int, resume: bool, threads: int) -> dict:
     torch.set_num_threads(threads)
     with distributed_context() as ctx:
-        return Trainer(params, variant, ctx, seed).fit(resume)
+        return Trainer(params, variant, ctx, seed, _SEED_PROCESS_STOP).fit(resume)
+
+
+def _signal_processes(pool, signum: int) -> None:
+    """Send ``signum`` to the worker processes of a ``ProcessPoolExecutor`` (there is no public API)."""
+    for process in list((pool._processes or {}).values()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signum)
+
+
+def resume_record(params: Params) -> dict[str, str]:
+    """What a checkpoint records to be resumed safely: the params that shape training, as dotted
+    keys (``train.lr``; not :data:`RESUMABLE_CHANGES`), and the processed data's content hash."""
+    from samsar.tracking.provenance import dataset_hash, flatten_params
+
+    flat = flatten_params(params, {"seed", "train", "model", "variant_options"})
+    return {**{k: v for k, v in flat.items() if k not in RESUMABLE_CHANGES}, DATA_HASH: dataset_hash(params.processed_dir)}
+
+
+def check_resumable(params: Params, variant: str, force: bool = False) -> None:
+    """Before anything trains: some seed of ``variant`` has a checkpoint, and each one is readable,
+    of this variant and seed, and made with the current training params and data (unless ``force``).
+    Raises :class:`TrainingError` naming the checkpoint, what differs and the way out."""
+    paths = {seed: checkpoint_path(params, variant, seed) for seed in params.train.seeds}
+    found = {seed: path for seed, path in paths.items() if path.is_file()}
+    if not found:
+        raise TrainingError(f"{paths[params.train.seeds[0]]}: no checkpoint of any seed of '{variant}' to resume; "
+                            f"train without --resume")
+    now = resume_record(params)
+    for seed, path in found.items():
+        ckpt = load_checkpoint(path)
+        _refuse_foreign(ckpt, path, variant, seed)
+        made = ckpt.get("made_with")
+        if made is None:
+            problem = "it does not record the training params and data it was made with (an older samsar wrote it)"
+        else:
+            changes = _changes(made, now)
+            if not changes:
+                continue
+            problem = "made with other training params or data: " + "; ".join(changes)
+        if not force:
+            raise TrainingError(f"{path}: {problem}; pass --force-resume to continue from it anyway, "
+                                f"or train without --resume to start over")
+        log.warning("%s: %s; resuming anyway (--force-resume)", path, problem)
+
+
+def _changes(made: dict[str, str], now: dict[str, str]) -> list[str]:
+    """``key old -> new`` for every recorded value that differs (the data hash last, shortened)."""
+    def show(key: str, value: str | None) -> str:
+        if value is None:
+            return "unset"
+        return value.removeprefix("sha256:")[:12] if key == DATA_HASH else value
+
+    keys = sorted(made.keys() | now.keys(), key=lambda k: (k == DATA_HASH, k))
+    return [f"{'data hash' if k == DATA_HASH else k} {show(k, made.get(k))} -> {show(k, now.get(k))}"
+            for k in keys if made.get(k) != now.get(k)]
+
+
+def _refuse_foreign(ckpt: dict, path: Path, variant: str, seed: int, base_id: str | None = None) -> None:
+    """:class:`TrainingError` unless ``ckpt`` is a whole checkpoint of ``variant``, ``seed`` and
+    (when given) ``base_id``; no flag overrides this."""
+    made = (ckpt.get("variant"), ckpt.get("seed"), ckpt.get("base_id"))
+    wanted = (variant, seed, made[2] if base_id is None else base_id)
+    if made != wanted:
+        raise TrainingError(
+            f"{path}: checkpoint of variant '{made[0]}' seed {made[1]} on base {made[2]} cannot resume "
+            f"'{variant}' seed {seed} on {wanted[2]}; delete it or train without --resume"
+        )
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        raise TrainingError(f"{path}: not a whole checkpoint (no {', '.join(missing)}); delete it or train without --resume")
 
 
 def _warm_feature_cache(params: Params, variant: str) -> None:
@@ -225,18 +390,19 @@ class TrainState:
 class Trainer:
     """Builds data, model and optimiser for one variant and runs the training loop."""
 
-    def __init__(self, params: Params, variant: str, ctx: DistContext, seed: int) -> None:
+    def __init__(self, params: Params, variant: str, ctx: DistContext, seed: int, stop: StopSignals | None = None) -> None:
         from samsar.data.dataset import DatasetInfo, TileDataset
         from samsar.models.variants import build_segmenter
         from samsar.tracking.provenance import base_checkpoint_path
 
         self.params, self.variant, self.ctx, self.cfg, self.seed = params, variant, ctx, params.train, seed
+        self.stop = stop or StopSignals()  # not installed: never pending
         _seed_everything(seed, self.cfg.deterministic)
         self.info = DatasetInfo.load(params.processed_dir)
         self.train_tiles = TileDataset(params.processed_dir, "train")
         self.val_tiles = TileDataset(params.processed_dir, "val")
         if len(self.train_tiles) == 0:
-            raise ValueError(f"{params.processed_dir}: the train split is empty; check preprocess.split")
+            raise DataError(f"{params.processed_dir}: the train split is empty; check preprocess.split")
         self.image_size = params.model.image_size
         self.base_checkpoint = base_checkpoint_path(params)
         self.segmenter = build_segmenter(
@@ -263,6 +429,7 @@ class Trainer:
         if self.cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, self.cfg.max_steps)
         self.ckpt_path = checkpoint_path(params, variant, seed)
+        self.made_with = resume_record(params)
         self.out_dir = seed_dir(params, variant, seed)
         self.best: dict[str, torch.Tensor] | None = None  # trainable tensors of the best validation round
 
@@ -293,18 +460,22 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=state.step, desc=f"{self.variant} seed {self.seed}", unit="step",
                    disable=None if self.ctx.is_main else True, dynamic_ncols=True)
         self.segmenter.train()
-        while not state.stop_reason and state.step < self.total_steps:
-            stopped_by_time = self._train_epoch(state, elapsed, bar)
-            self._validate(state, elapsed)
-            if stopped_by_time:
-                state.stop_reason = CUT_SHORT
-            elif state.step >= self.total_steps:
-                state.stop_reason = "max_steps" if state.epoch + 1 < self.cfg.epochs else "epochs"
-            elif state.rounds_since_best >= self.cfg.early_stopping_patience:
-                state.stop_reason = "early_stopping"
-            state.epoch += 1
-            state.batches_done, state.loss_sum, state.loss_count = 0, 0.0, 0
-        bar.close()
+        try:
+            # batches_done: a checkpoint saved at the last step still has that epoch's validation to run
+            while not state.stop_reason and (state.step < self.total_steps or state.batches_done):
+                self._stop_if_signalled(state, elapsed)
+                stopped_by_time = self._train_epoch(state, elapsed, bar)
+                self._validate(state, elapsed)
+                if stopped_by_time:
+                    state.stop_reason = CUT_SHORT
+                elif state.step >= self.total_steps:
+                    state.stop_reason = "max_steps" if state.epoch + 1 < self.cfg.epochs else "epochs"
+                elif state.rounds_since_best >= self.cfg.early_stopping_patience:
+                    state.stop_reason = "early_stopping"
+                state.epoch += 1
+                state.batches_done, state.loss_sum, state.loss_count = 0, 0.0, 0
+        finally:
+            bar.close()
         state.stop_reason = state.stop_reason or "epochs"
         state.elapsed = elapsed()
         if self.best is not None:
@@ -317,6 +488,8 @@ class Trainer:
 
     def _train_epoch(self, state: TrainState, elapsed, bar) -> bool:
         """Run the rest of the current epoch (or up to the step budget); True when the time guard fired."""
+        if state.step >= self.total_steps:
+            return False
         batches = self._epoch_batches(state.epoch)
         dataset = self.cached if self.cached is not None else self.train_tiles
         loader = DataLoader(dataset, batch_sampler=batches[state.batches_done :], num_workers=self.cfg.num_workers)
@@ -339,6 +512,7 @@ class Trainer:
             self.scheduler.step(state.step / self.total_steps)
             bar.update(1)
             bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.3f}", lr=f"{self.scheduler.last_lr():.2e}")
+            self._stop_if_signalled(state, elapsed)
             if self.cfg.checkpoint_every and state.step % self.cfg.checkpoint_every == 0:
                 self._save_checkpoint(state, elapsed())
             out_of_time = self.cfg.max_seconds is not None and elapsed() >= self.cfg.max_seconds
@@ -410,6 +584,16 @@ class Trainer:
         return segmentation_metrics(cm, self.info.class_names)["mIoU"]
 
     # -- checkpoints ---------------------------------------------------------------------------
+    def _stop_if_signalled(self, state: TrainState, elapsed) -> None:
+        """Called where the state is consistent (after an optimizer step, between epochs): after
+        SIGTERM or Ctrl+C, save the checkpoint and raise :class:`Interrupted` (all ranks together)."""
+        if not broadcast_flag(self.stop.pending is not None, self.ctx):
+            return
+        self._save_checkpoint(state, elapsed())
+        log.info("%s seed %d: stopped at epoch %d, step %d; checkpoint %s", self.variant, self.seed, state.epoch,
+                 state.step, self.ckpt_path)
+        raise Interrupted(self.stop.pending or signal.SIGTERM)
+
     def _save_checkpoint(self, state: TrainState, elapsed: float | None = None) -> None:
         if not self.ctx.is_main:
             return
@@ -420,6 +604,7 @@ class Trainer:
             "variant": self.variant,
             "seed": self.seed,
             "base_id": self.segmenter.base_id,
+            "made_with": self.made_with,
             "state": snapshot,
             "model": {n: t.detach().cpu() for n, t in self.segmenter.trainable_state_dict().items()},
             "best": None if self.best is None else {n: t.cpu() for n, t in self.best.items()},
@@ -429,12 +614,7 @@ class Trainer:
 
     def _restore(self) -> TrainState:
         ckpt = load_checkpoint(self.ckpt_path)
-        made = (ckpt["variant"], ckpt.get("seed"), ckpt["base_id"])
-        if made != (self.variant, self.seed, self.segmenter.base_id):
-            raise ValueError(
-                f"{self.ckpt_path}: checkpoint of variant '{made[0]}' seed {made[1]} on base {made[2]} cannot resume "
-                f"'{self.variant}' seed {self.seed} on {self.segmenter.base_id}; train without --resume"
-            )
+        _refuse_foreign(ckpt, self.ckpt_path, self.variant, self.seed, self.segmenter.base_id)
         self.segmenter.load_state_dict(ckpt["model"], strict=False)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -487,8 +667,9 @@ class Trainer:
     def _write_outputs(self, state: TrainState, summary: dict) -> None:
         from samsar.models.artifacts import save_adapter
 
-        if state.step == 0:
-            raise RuntimeError(f"{self.variant} seed {self.seed}: trained 0 steps; nothing written (check train.epochs)")
+        if state.step == 0:  # never replace an adapter with an untrained one
+            raise TrainingError(f"{self.out_dir / 'adapter'}: {self.variant} seed {self.seed} trained 0 steps, so nothing "
+                                f"was written; check train.epochs and train.max_steps")
         save_adapter(self.segmenter, self.out_dir / "adapter", self._adapter_meta())
         _write_history(self.out_dir / "history.csv", state.history)
         write_json(self.out_dir / "train_summary.json", summary)
