@@ -9,6 +9,7 @@ from data_helpers import write_png, write_tiff
 from PIL import Image
 
 from samsar.config import SplitConfig
+from samsar.data.errors import DataError
 from samsar.data.prepare import prepare
 from samsar.data.preprocess import preprocess
 from samsar.data.splits import assign_splits
@@ -139,3 +140,49 @@ def test_windows_cover_every_pixel_and_stay_inside(length, window, stride):
 
 def test_axis_shorter_than_window_gets_one_window_at_zero():
     assert window_starts(37, 64, 48) == [0]
+
+
+def _paired_classes(n_classes: int = 7) -> np.ndarray:
+    """A Flevoland-like block layout: a background class everywhere, and each other class in
+    exactly two neighbouring blocks (block 2c-2 and 2c-1 for class c)."""
+    presence = np.zeros((2 * n_classes, n_classes + 1), dtype=bool)
+    presence[:, 0] = True
+    for c in range(1, n_classes + 1):
+        presence[[2 * c - 2, 2 * c - 1], c] = True
+    return presence
+
+
+def _classes_missing_from_train(presence: np.ndarray, splits: list[str], split: str) -> np.ndarray:
+    units = np.array(splits)
+    return np.flatnonzero(presence[units == split].any(axis=0) & ~presence[units == "train"].any(axis=0))
+
+
+def test_random_split_leaves_a_test_class_out_of_train_for_every_seed_and_stratified_does_not():
+    presence = _paired_classes()
+    for seed in range(20):
+        random = assign_splits(presence, SplitConfig(val=0.25, test=0.25, seed=seed), "spatial block")
+        assert len(_classes_missing_from_train(presence, random, "test")) > 0, f"seed {seed}"
+
+        stratified = assign_splits(presence, SplitConfig(val=0.25, test=0.25, seed=seed, mode="stratified"), "spatial block")
+        assert len(stratified) == len(presence) and set(stratified) == {"train", "val", "test"}  # one split per block
+        assert len(_classes_missing_from_train(presence, stratified, "test")) == 0, f"seed {seed}"
+        assert len(_classes_missing_from_train(presence, stratified, "val")) == 0, f"seed {seed}"
+        # the evaluation splits still hold the rare classes, not only the background
+        assert presence[np.array(stratified) == "test", 1:].any()
+        assert stratified.count("train") == 7
+
+
+def test_stratified_split_respects_a_fixed_test_set_and_covers_its_classes():
+    presence = _paired_classes(3)  # 6 units; the last one's test split is fixed by the source
+    fixed = [None] * 5 + ["test"]
+    splits = assign_splits(presence, SplitConfig(val=0.2, test=0.2, mode="stratified"), "image", fixed=fixed)
+    assert splits[5] == "test" and "val" in splits
+    assert len(_classes_missing_from_train(presence, splits, "test")) == 0
+
+
+def test_stratified_split_does_not_give_a_class_s_only_training_block_away():
+    presence = np.eye(3, dtype=bool)[[0, 1, 2, 0]]  # three classes, only class 0 twice
+    with pytest.raises(DataError, match="every class one in train .* lower preprocess.split.block_size"):
+        assign_splits(presence, SplitConfig(val=0.2, test=0.2, mode="stratified"), "spatial block")
+    # the random split fills every split by giving classes away
+    assert sorted(assign_splits(presence, SplitConfig(val=0.2, test=0.2), "spatial block")) == ["test", "train", "train", "val"]

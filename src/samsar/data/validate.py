@@ -3,7 +3,9 @@
 Checks: the manifest against its pandera schema (lazy, all failures collected); every tile file
 (readable, shapes, dtype, finite values in [0, 1], label values in the class set or the ignore
 index, pixel counts and content hash matching the manifest); each split non-empty; no tile
-content shared between splits; every class of the test split present in training.
+content shared between splits; every class of the test split present in training. When a split
+check fails, its message names the ``preprocess.split`` settings that would pass, found by
+simulating the split on the manifest's class layout (:mod:`samsar.data.split_advice`).
 
 Writes ``reports/validation.json`` (ok, tiles per split, problems) and ``reports/validation.md``.
 """
@@ -26,6 +28,7 @@ from samsar.config import Params
 from samsar.data.labels import class_histogram
 from samsar.data.preprocess import DATASET_NAME, MANIFEST_NAME, tile_hash
 from samsar.data.schema import manifest_schema
+from samsar.data.split_advice import split_advice
 from samsar.data.splits import SPLITS, required_splits
 from samsar.io import write_json, write_text
 
@@ -217,13 +220,14 @@ def _check_label_file(
 
 
 def _check_splits(manifest: pd.DataFrame, path: Path, params: Params, report: ValidationReport) -> None:
-    for split in required_splits(params.preprocess.split):
-        if not (manifest["split"] == split).any():
-            report.add(
-                "split_non_empty",
-                path,
-                f"split '{split}' has no tiles; add data or change preprocess.split / tile_size",
-            )
+    names = params.data.class_names
+    present = {s: {n for n in names if manifest.loc[manifest["split"] == s, f"count_{n}"].sum() > 0} for s in SPLITS}
+    missing = sorted(present["test"] - present["train"], key=names.index)
+    empty = [s for s in required_splits(params.preprocess.split) if not (manifest["split"] == s).any()]
+    # What would work instead, simulated on the class layout (once, for every problem below).
+    advice = split_advice(manifest, params, missing) if missing or empty else ""
+    for split in empty:
+        report.add("split_non_empty", path, f"split '{split}' has no tiles; {advice}")
     by_hash = manifest.groupby("sha256")
     for digest, group in by_hash:
         if group["split"].nunique() > 1:
@@ -231,14 +235,8 @@ def _check_splits(manifest: pd.DataFrame, path: Path, params: Params, report: Va
             report.add(
                 "duplicate_across_splits", path, f"identical tile content {digest[:12]} in several splits: {tiles}"
             )
-    names = params.data.class_names
-    present = {s: {n for n in names if manifest.loc[manifest["split"] == s, f"count_{n}"].sum() > 0} for s in SPLITS}
-    for name in sorted(present["test"] - present["train"], key=names.index):
-        report.add(
-            "class_in_train",
-            path,
-            f"class '{name}' occurs in the test split but not in train; change preprocess.split.seed or the split shares",
-        )
+    for name in missing:
+        report.add("class_in_train", path, f"class '{name}' occurs in the test split but not in train; {advice}")
 
 
 def render_markdown(report: ValidationReport, processed: Path) -> str:
