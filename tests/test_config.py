@@ -60,3 +60,54 @@ def test_unknown_variant_is_caught_at_load_with_a_suggestion(tmp_path):
                                           r"known: cwsam, decoder_only, lora"):
         load_params(bad, known_variants=known)
     assert load_params(bad).variants == ["decoder_only", "cwsamm"]  # the check needs the registry's names
+
+
+def _data_params(tmp_path, data: dict, preprocess: dict | None = None):
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key in ("label_offset", "ignore_values"):
+        doc["data"].pop(key, None)  # as in params files written before they moved up from data.scene
+    doc["data"].update(data)
+    doc["preprocess"].update(preprocess or {})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_scene_label_keys_still_work_and_move_to_data(tmp_path):
+    (tmp_path / "s.tif").touch()
+    scene = {"image": "s.tif", "label": "s.tif", "label_offset": 1, "ignore_values": [0, -1]}
+    params = load_params(_data_params(tmp_path, {"source": "scene", "scene": scene, "inputs": "."}))
+    assert params.data.label_offset == 1 and params.data.ignore_values == [0, -1]
+    both = {"source": "scene", "scene": scene, "label_offset": 2, "inputs": "."}
+    with pytest.raises(ParamsError, match="data.scene.label_offset and data.label_offset are both set; keep only data.label_offset"):
+        load_params(_data_params(tmp_path, both))
+
+
+def test_bands_compose_units_and_nodata_are_validated_at_load(tmp_path):
+    params = load_params(_data_params(tmp_path, {"bands": {"VV": 1, "VH": 2}, "nodata": ["nan", -9999]},
+                                      {"input_kind": "power", "compose": ["VV", "VH", "VV-VH"]}))
+    assert params.preprocess.input_kind == "intensity" and params.preprocess.compose == ["VV", "VH", "VV-VH"]
+    assert params.data.nodata[1] == -9999 and params.data.nodata[0] != params.data.nodata[0]  # NaN
+    with pytest.raises(ParamsError, match=r"preprocess.compose: 'VV-HH' uses \['HH'\], not among \['VV', 'VH'\]"):
+        load_params(_data_params(tmp_path, {"bands": {"VV": 1, "VH": 2}}, {"compose": ["VV", "VH", "VV-HH"]}))
+    with pytest.raises(ParamsError, match="preprocess.compose: SAM takes 3 channels"):
+        load_params(_data_params(tmp_path, {"bands": [1, 2]}, {"compose": ["B1", "B2"]}))
+    with pytest.raises(ParamsError, match=r"preprocess.compose.*cannot read channel 'VV\*VH'"):
+        load_params(_data_params(tmp_path, {"bands": {"VV": 1, "VH": 2}}, {"compose": ["VV", "VH", "VV*VH"]}))
+    with pytest.raises(ParamsError, match="data.bands.*listed twice"):
+        load_params(_data_params(tmp_path, {"bands": [1, 1]}))
+    with pytest.raises(ParamsError, match="data.label_grid"):
+        load_params(_data_params(tmp_path, {"label_grid": "warp"}))
+
+
+def test_inputs_must_hold_the_source_files_dvc_tracks(tmp_path):
+    (tmp_path / "data_a" / "images").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    folder = {"source": "folder", "folder": {"root": "data_a"}}
+    assert load_params(_data_params(tmp_path, {**folder, "inputs": "data_a"})).data.inputs == Path("data_a")
+    with pytest.raises(ParamsError, match=r"data.inputs: .*elsewhere does not hold data.folder.root; DVC reruns `prepare`"):
+        load_params(_data_params(tmp_path, {**folder, "inputs": "elsewhere"}))
+    with pytest.raises(ParamsError, match=r"data.inputs: .*missing does not exist"):
+        load_params(_data_params(tmp_path, {**folder, "inputs": "missing"}))

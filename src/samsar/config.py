@@ -54,10 +54,23 @@ class FolderConfig(_Strict):
 class SceneConfig(_Strict):
     image: Path
     label: Path
-    # Label value -> class index mapping is identity unless given; values listed in
-    # ``ignore_values`` become ``DataConfig.ignore_index``.
-    ignore_values: list[int] = Field(default_factory=list)
-    label_offset: int = 0
+    # label_offset / ignore_values used to live here; DataConfig moves them up to data.* (shared by sources).
+
+
+# Band names usable in ``preprocess.compose`` (letters, digits, underscore; not starting with a digit).
+_BAND_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# File band: 1-based index (GDAL's numbering) or the band's description in the file.
+BandRef = Annotated[int, Field(ge=1)] | Annotated[str, Field(min_length=1)]
+
+
+def band_names(bands: "list[BandRef] | dict[str, BandRef] | None", count: int = 3) -> list[str]:
+    """Names ``preprocess.compose`` may use: the keys of a ``data.bands`` mapping, the descriptions
+    (or ``B<i>`` for indices) of a ``data.bands`` list, or ``B1..B<count>`` without ``data.bands``."""
+    if bands is None:
+        return [f"B{i}" for i in range(1, count + 1)]
+    if isinstance(bands, dict):
+        return list(bands)
+    return [ref if isinstance(ref, str) else f"B{ref}" for ref in bands]
 
 
 class DataConfig(_Strict):
@@ -73,6 +86,49 @@ class DataConfig(_Strict):
     fusar_map: FusarMapConfig | None = None
     folder: FolderConfig | None = None
     scene: SceneConfig | None = None
+    # What DVC tracks as the input of `prepare` (dvc.yaml: ${data.inputs}): a folder or file holding
+    # every file of the selected source, so editing or adding one reruns the pipeline. For the
+    # synthetic source, the generator (src/samsar/data/synthetic.py).
+    inputs: Path | None = None
+    # Label values: class index = value - label_offset; ignore_values (negative ones too) -> ignore_index.
+    label_offset: int = 0
+    ignore_values: list[int] = Field(default_factory=list)
+    # A georeferenced label on another grid (CRS, transform or size) than its image: an error, or
+    # reprojected onto the image grid with nearest neighbour.
+    label_grid: Literal["error", "reproject"] = "error"
+    # Image bands used: a list of 1-based indices or band descriptions, or a mapping name -> index or
+    # description (the names are what preprocess.compose refers to). null: every band (1 to 3).
+    bands: list[BandRef] | dict[Annotated[str, Field(pattern=f"^{_BAND_NAME}$")], BandRef] | None = None
+    # Image values that mean "no data", besides the file's own nodata value and mask (nan allowed:
+    # NaN pixels are an error unless the file or this list declares NaN as nodata).
+    nodata: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _label_keys_moved(cls, data):
+        """``data.scene.label_offset`` / ``ignore_values`` (the old place) still work: moved up to ``data``."""
+        if not isinstance(data, dict) or not isinstance(data.get("scene"), dict):
+            return data
+        scene = dict(data["scene"])
+        moved = {key: scene.pop(key) for key in ("label_offset", "ignore_values") if key in scene}
+        for key in moved:
+            if key in data:
+                raise ValueError(f"data.scene.{key} and data.{key} are both set; keep only data.{key} (shared by every source)")
+        return {**data, **moved, "scene": scene}
+
+    @field_validator("bands")
+    @classmethod
+    def _distinct_bands(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("name at least one band, e.g. [1, 2] or {VV: 1, VH: 2}; or leave data.bands out to use every band")
+        refs = list(v.values()) if isinstance(v, dict) else list(v)
+        if len(set(refs)) != len(refs):
+            raise ValueError(f"the same band is listed twice: {refs}")
+        if not isinstance(v, dict) and len(set(band_names(v))) != len(refs):
+            raise ValueError(f"band names collide: {band_names(v)}; use a mapping such as {{VV: 1, VH: 2}}")
+        return v
 
     @model_validator(mode="after")
     def _source_section_present(self) -> "DataConfig":
@@ -100,6 +156,8 @@ class SplitConfig(_Strict):
     test: float = Field(0.2, gt=0, lt=1)
     block_size: int = Field(512, ge=1)  # spatial block side for scene splits (pixels)
     seed: int = 0
+    # random: seeded, share-proportional; stratified: first a train unit for every class (small labelled areas)
+    mode: Literal["random", "stratified"] = "random"
 
     @model_validator(mode="after")
     def _train_share_left(self) -> "SplitConfig":
@@ -109,12 +167,37 @@ class SplitConfig(_Strict):
 
 
 class PreprocessConfig(_Strict):
+    # Units of the stored values: amplitude, intensity (linear power; "power" is accepted) or db.
     input_kind: Literal["amplitude", "intensity", "db"] = "intensity"
     to_db: bool = True
     clip_percentiles: tuple[float, float] = (1.0, 99.0)
+    # SAM's three channels from the bands of data.bands, in working units (dB when to_db or db input):
+    # a band name, "A-B" (difference) or "A/B" (ratio; in dB it equals A-B). null: 1 band replicated,
+    # 2 bands -> (b1, b2, their mean), 3 bands as is.
+    compose: list[str] | None = None
+    # Tiles with a larger share of nodata pixels are skipped (counted in the preprocess summary).
+    max_nodata_fraction: float = Field(0.5, ge=0, le=1)
     tile_size: int = Field(256, ge=16)
     stride: int = Field(256, ge=1)
     split: SplitConfig = SplitConfig()
+
+    @field_validator("input_kind", mode="before")
+    @classmethod
+    def _power_is_intensity(cls, v):
+        return "intensity" if v == "power" else v
+
+    @field_validator("compose")
+    @classmethod
+    def _three_channels(cls, v: list[str] | None) -> list[str] | None:
+        from samsar.data.bands import parse_channel
+
+        if v is None:
+            return v
+        if len(v) != 3:
+            raise ValueError(f"SAM takes 3 channels; give 3 entries, e.g. [VV, VH, VV-VH] (got {len(v)})")
+        for expr in v:
+            parse_channel(expr)
+        return v
 
     @field_validator("clip_percentiles")
     @classmethod
@@ -287,6 +370,24 @@ class Params(_Strict):
             raise ValueError(f"variants contains duplicates: {v}")
         return v
 
+    @model_validator(mode="after")
+    def _compose_names_bands(self) -> "Params":
+        from samsar.data.bands import parse_channel
+
+        compose = self.preprocess.compose
+        if compose is None:
+            return self
+        known = band_names(self.data.bands)
+        for expr in compose:
+            unknown = [name for name in parse_channel(expr).bands if name not in known]
+            if unknown:
+                where = "data.bands" if self.data.bands is not None else "the default names (no data.bands)"
+                raise ValueError(
+                    f"preprocess.compose: '{expr}' uses {unknown}, not among {known} from {where}; "
+                    f"name the bands in data.bands, e.g. {{VV: 1, VH: 2}}"
+                )
+        return self
+
     def path(self, p: Path | str) -> Path:
         """Resolve a params path against the project root."""
         p = Path(p)
@@ -359,13 +460,25 @@ def _missing_paths(params: Params) -> list[str]:
         wanted["data.folder.root"] = data.folder.root
     elif data.source == "scene":
         wanted |= {"data.scene.image": data.scene.image, "data.scene.label": data.scene.label}
+    if data.source != "synthetic" and data.inputs is not None:
+        wanted["data.inputs"] = data.inputs
     if params.model.checkpoint is not None:
         wanted["model.checkpoint"] = params.model.checkpoint
-    return [
+    problems = [
         f"{key}: {params.path(value)} does not exist; fix the path (relative paths start at the params file's folder)"
         for key, value in wanted.items()
         if not params.path(value).exists()
     ]
+    if not problems and data.source != "synthetic" and data.inputs is not None:
+        inputs = params.path(data.inputs).resolve()
+        outside = [key for key, value in wanted.items() if key.startswith(f"data.{data.source}.")
+                   and not params.path(value).resolve().is_relative_to(inputs)]
+        if outside:
+            problems.append(
+                f"data.inputs: {params.path(data.inputs)} does not hold {', '.join(outside)}; DVC reruns `prepare` "
+                f"when a file under data.inputs changes, so point it at the folder holding the source files"
+            )
+    return problems
 
 
 def _unknown_variants(variants: list[str], known: list[str]) -> list[str]:

@@ -89,3 +89,15 @@ def test_polsf_scene_source(tmp_path):
         coverage[r.split][r.row_off : r.row_off + r.height, r.col_off : r.col_off + r.width] = True
     assert not (coverage["train"] & (coverage["test"] | coverage["val"])).any()
     assert len(dataset["scaling"]["low"]) == 3  # Pauli RGB: one clip range per channel
+
+
+def test_s1_terramind_float_dual_pol_folder_source(tmp_path):
+    params = _run_stages(_project_from_example(tmp_path, "params-s1-terramind.yaml"))
+    manifest, dataset = _check_outputs(params)
+    assert len(manifest) == 5 and manifest["split"].value_counts().to_dict() == {"train": 3, "val": 1, "test": 1}
+    scaling = dataset["scaling"]
+    assert scaling["compose"] == ["VV", "VH", "VV-VH"] and scaling["file_bands"] == 2 and scaling["input_kind"] == "db"
+    # Fitted in dB on the training tiles: VV brighter than VH, the VV-VH ratio positive at the top.
+    assert -30 < scaling["low"][1] < scaling["low"][0] < scaling["high"][0] < 5 and scaling["high"][2] > 0
+    assert manifest["count_ignore"].sum() == 0  # no label 0 (no data) in these tiles
+    assert manifest["count_snow/ice"].sum() == 224 * 224  # label 7 -> class index 6 through data.label_offset

@@ -3,11 +3,14 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from data_helpers import write_png
+from data_helpers import write_png, write_tiff
 
 from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder, scan_label
+from samsar.data.prepare import prepare
+from samsar.data.preprocess import preprocess
 from samsar.data.sources import FUSAR_MAP_PALETTES
 
 FUSAR2 = FUSAR_MAP_PALETTES[2]
@@ -63,3 +66,48 @@ def test_scan_label_counts_classes_and_reports_file_totals(tmp_path):
     write_png(path, label)
     with pytest.raises(DataError, match=r"label\.png.*9 \(300 px\)"):
         scan_label(decoder, path, (40, 30))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_signed_index_labels_with_negative_ignore_value(dtype):
+    """Sen1Floods11-style labels: -1 no data, 0 not water, 1 water."""
+    decoder = LabelDecoder(("dry", "water"), ((0, 0, 0), (0, 0, 255)), 255, "index", ignore_values=(-1,))
+    raw = np.array([[-1, 0, 1, 1]], dtype)[..., None]
+    assert decoder.decode(raw, Path("l.tif")).tolist() == [[255, 0, 1, 1]]
+    with pytest.raises(DataError, match=r"l\.tif.*-2 \(1 px\).*unknown_labels: ignore"):
+        decoder.decode(np.array([[-2, 0]], dtype)[..., None], Path("l.tif"))
+    big = np.array([[70000, 1]], np.int32)[..., None]  # past the uint16 range: unknown, not an index error
+    with pytest.raises(DataError, match="70000"):
+        decoder.decode(big, Path("l.tif"))
+
+
+def test_decode_ignores_pixels_marked_invalid_whatever_their_value():
+    decoder = LabelDecoder(("a", "b"), ((0, 0, 0),) * 2, 255, "index")
+    raw = np.array([[0, 1, 9]], np.uint8)[..., None]
+    assert decoder.decode(raw, Path("l.png"), valid=np.array([[True, False, False]])).tolist() == [[0, 255, 255]]
+
+
+@pytest.mark.parametrize("dtype,values,data", [
+    (np.int16, (-1, 0, 1), {"ignore_values": [-1]}),
+    (np.int32, (-1, 0, 1), {"ignore_values": [-1]}),
+    (np.uint16, (0, 1, 2), {"ignore_values": [0], "label_offset": 1}),  # 1-based classes, 0 = no data, in a folder
+])
+def test_folder_labels_of_every_integer_dtype_with_offset_and_ignore_values(tmp_path, params_factory, dtype, values, data):
+    nodata_value, first, second = values
+    for i in range(5):
+        label = np.full((32, 32), first, dtype)
+        label[:, 16:] = second
+        label[:4, :] = nodata_value  # 128 unlabelled pixels per chip
+        write_tiff(tmp_path / "folder" / "masks" / f"chip_{i}.tif", label)
+        write_tiff(tmp_path / "folder" / "images" / f"chip_{i}.tif",
+                   np.random.default_rng(i).exponential(1.0, (32, 32)).astype(np.float32))
+    classes = [{"name": "dry", "color": [0, 0, 0]}, {"name": "water", "color": [0, 0, 255]}]
+    params = params_factory(
+        data={"source": "folder", "classes": classes, "background": None,
+              "folder": {"root": str(tmp_path / "folder"), "mask_mode": "index"}, **data},
+        preprocess={"tile_size": 32, "stride": 32},
+    )
+    prepare(params)
+    manifest = pd.read_parquet(preprocess(params))
+    assert len(manifest) == 5 and (manifest["count_ignore"] == 128).all()
+    assert (manifest["count_dry"] == 28 * 16).all() and (manifest["count_water"] == 28 * 16).all()

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from samsar.data.scaling import SarScaler
 from samsar.inference.outputs import NODATA_CLASS
 from samsar.inference import predictor as predictor_module
 from samsar.inference.predictor import Predictor
@@ -105,3 +106,23 @@ def test_three_band_input_uses_the_three_channel_scaling():
     with torch.no_grad():
         np.testing.assert_array_equal(classes, predictor.segmenter(x)[0].argmax(0).numpy())
     assert predictor.input_bands == 3
+
+
+def test_training_nodata_values_and_band_composition_travel_with_the_scaler():
+    """A scaler with selected bands, a composed third channel and data.nodata [-9999] (stored in adapter.json
+    `scaling`): predict reads the scene exactly so, and -9999 pixels (not declared in the file) are nodata."""
+    scaler = SarScaler("intensity", low=(-25.0, -30.0, 0.0), high=(0.0, -5.0, 15.0), bands=(2, 0), band_names=("VV", "VH"),
+                       file_bands=3, compose=("VV", "VH", "VV-VH"), nodata=(-9999.0,))
+    rng = np.random.default_rng(0)
+    raw = rng.exponential(0.05, size=(70, 90, 3)).astype(np.float32)
+    raw[:10, :, 2] = -9999.0  # VV (band 3) has no data in the top rows
+    raw[:, :5, 1] = -9999.0  # an unused band's -9999 does not matter
+    predictor = Predictor(Pointwise(), meta_for(SarScaler.from_dict(scaler.to_dict()), WINDOW), device="cpu")
+    assert predictor.input_bands == 3
+    classes = predictor.predict_array(raw)
+    assert (classes[:10] == NODATA_CLASS).all() and (classes[10:] != NODATA_CLASS).all()
+    x = torch.from_numpy(scaler.transform(raw[10:]))[None]
+    vv, vh = 10 * np.log10(raw[10:, :, 2]), 10 * np.log10(raw[10:, :, 0])
+    np.testing.assert_allclose(x[0, 2].numpy(), np.clip((vv - vh) / 15.0, 0, 1), atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_array_equal(classes[10:], predictor.segmenter(x)[0].argmax(0).numpy())

@@ -24,8 +24,9 @@ Encoding = Literal["index", "rgb"]
 class LabelDecoder:
     """Maps stored label values to class indices ``0..K-1`` or ``ignore_index``.
 
-    ``index`` encoding: class = value - ``value_offset``; ``ignore_values`` and ``ignore_index``
-    itself mean "unlabelled". ``rgb`` encoding: the colour of each class in ``colors``.
+    ``index`` encoding (uint8, uint16, int16 or int32 values): class = value - ``value_offset``;
+    ``ignore_values`` (negative ones too) and ``ignore_index`` itself mean "unlabelled". ``rgb``
+    encoding: the colour of each class in ``colors``.
     """
 
     class_names: tuple[str, ...]
@@ -39,12 +40,7 @@ class LabelDecoder:
 
     def __post_init__(self) -> None:
         if self.encoding == "index":
-            table = np.full(65536, -1, dtype=np.int32)
-            table[self.ignore_index] = self.ignore_index
-            for k in range(len(self.class_names)):
-                if 0 <= k + self.value_offset < table.size:
-                    table[k + self.value_offset] = k
-            table[list(self.ignore_values)] = self.ignore_index
+            table = np.asarray(self.ignore_values, dtype=np.int64)  # values that mean "unlabelled"
         else:
             codes = np.array([(r << 16) | (g << 8) | b for r, g, b in self.colors], dtype=np.int64)
             order = np.argsort(codes)
@@ -55,15 +51,14 @@ class LabelDecoder:
     def from_params(cls, params: Params, encoding: Encoding) -> "LabelDecoder":
         """The decoder for the configured classes, source and unknown-label policy."""
         data = params.data
-        scene = data.scene if data.source == "scene" else None
         return cls(
             class_names=tuple(data.class_names),
             colors=tuple(tuple(c.color) for c in data.classes),
             ignore_index=data.ignore_index,
             encoding=encoding,
             unknown=data.unknown_labels,
-            value_offset=scene.label_offset if scene else 0,
-            ignore_values=tuple(scene.ignore_values) if scene else (),
+            value_offset=data.label_offset,
+            ignore_values=tuple(data.ignore_values),
         )
 
     def open(self, path: Path) -> Raster:
@@ -72,9 +67,12 @@ class LabelDecoder:
         check_label_dtype(raster.info)
         return raster
 
-    def decode(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        """``(H, W)`` uint8 class indices for a stored label window ``(H, W, C)``."""
+    def decode(self, raw: np.ndarray, path: Path, valid: np.ndarray | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 class indices for a stored label window ``(H, W, C)``; pixels where
+        ``valid`` is False (image or label nodata) become ``ignore_index`` whatever their value."""
         classes = self._lookup(raw, path)
+        if valid is not None:
+            classes = np.where(valid, classes, self.ignore_index)
         unknown = classes < 0
         if unknown.any():
             if self.unknown == "error":
@@ -119,7 +117,13 @@ class LabelDecoder:
             raise DataError(
                 f"{path}: mask has {raw.shape[-1]} differing bands but the mask mode is index; set data.folder.mask_mode: rgb"
             )
-        return self._table[raw[..., 0]]
+        values = raw[..., 0].astype(np.int64)
+        offset = values - self.value_offset
+        classes = np.where((offset >= 0) & (offset < len(self.class_names)), offset, -1)
+        classes = np.where((values == self.ignore_index) & (classes < 0), self.ignore_index, classes)
+        if self._table.size:
+            classes = np.where(np.isin(values, self._table), self.ignore_index, classes)
+        return classes
 
 
 def scan_label(decoder: LabelDecoder, path: Path, shape: tuple[int, int]) -> dict[str, int]:
@@ -136,8 +140,9 @@ def scan_label(decoder: LabelDecoder, path: Path, shape: tuple[int, int]) -> dic
                 f"{path}: label is {raster.info.height}x{raster.info.width} but its image is "
                 f"{shape[0]}x{shape[1]}; image and label must cover the same pixels"
             )
-        for _, strip in raster.row_strips():
-            classes = decoder._lookup(strip, path)
+        for row, strip in raster.row_strips():
+            valid = raster.read_valid(row, 0, strip.shape[0], strip.shape[1])
+            classes = np.where(valid, decoder._lookup(strip, path), decoder.ignore_index)
             unknown.update(decoder.unknown_counts(strip, classes < 0))
             totals += class_histogram(classes, len(decoder.class_names))
     if unknown and decoder.unknown == "error":

@@ -3,10 +3,13 @@
 - ``synthetic``: simulate the scenes into ``images/<id>.tif`` (float32 intensity) and
   ``labels/<id>.png`` (uint8 class index), and report class frequencies.
 - ``fusar_map`` / ``folder`` / ``scene``: copy nothing; list the source files with their sha256.
+  A georeferenced label on another grid than its image is written to ``labels/<id>.tif``
+  reprojected onto the image grid when ``data.label_grid: reproject`` allows it.
 
 Either way ``index.json`` lists every pair, and each pair has been checked: both files decode,
-sizes match, the image dtype is supported and its values are finite, and every label value is a
-known class (or the ignore index). Problems raise :class:`~samsar.data.errors.DataError`.
+grids (CRS, transform, size) match, the image dtype and bands are supported, its values are
+finite outside the nodata (see :mod:`samsar.data.pairs`), and every label value is a known class
+(or ignored). Problems raise :class:`~samsar.data.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from tqdm import tqdm
 
 from samsar.config import Params
 from samsar.data.errors import DataError
-from samsar.data.labels import LabelDecoder, class_histogram, scan_label
-from samsar.data.rasters import Raster, RasterInfo, check_image_dtype, ignore_missing_georeference
+from samsar.data.bands import resolve_bands
+from samsar.data.grids import check_pair_grid, reproject_label
+from samsar.data.labels import LabelDecoder, class_histogram
+from samsar.data.pairs import PairReader, scan_pair
+from samsar.data.rasters import Raster, check_image_dtype, ignore_missing_georeference
 from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem
-from samsar.data.sources import list_source
+from samsar.data.sources import RawPair, list_source
 from samsar.data.synthetic import generate_scene
 from samsar.io import atomic_path, file_sha256, write_json
 
@@ -38,7 +44,7 @@ def prepare(params: Params) -> Path:
     console = Console(stderr=True, soft_wrap=True)
     with atomic_path(raw_dir) as tmp:
         tmp.mkdir()
-        index = _generate_synthetic(params, tmp) if params.data.source == "synthetic" else _index_source(params)
+        index = _generate_synthetic(params, tmp) if params.data.source == "synthetic" else _index_source(params, tmp)
         write_json(tmp / INDEX_NAME, index.save(tmp))
         frequencies = class_frequencies(index, params.data.class_names)
         write_json(tmp / FREQUENCIES_NAME, frequencies)
@@ -106,45 +112,62 @@ def write_float_tiff(path: Path, array: np.ndarray) -> None:
         ds.write(array.astype(np.float32), 1)
 
 
-def _index_source(params: Params) -> RawIndex:
+def _index_source(params: Params, out: Path) -> RawIndex:
     listing = list_source(params)
     decoder = LabelDecoder.from_params(params, listing.encoding)
-    items = []
-    for pair in tqdm(listing.pairs, desc=f"checking {params.data.source} files", disable=None):
-        image = check_image(pair.image)
-        counts = scan_label(decoder, pair.label, (image.height, image.width))
-        items.append(
-            RawItem(
-                id=pair.id,
-                image=pair.image.resolve(),
-                label=pair.label.resolve(),
-                image_sha256=file_sha256(pair.image),
-                label_sha256=file_sha256(pair.label),
-                height=image.height,
-                width=image.width,
-                channels=image.channels,
-                dtype=image.dtype,
-                class_counts=counts,
-                split=pair.split,
-            )
-        )
+    items = [
+        check_pair(params, pair, decoder, out)
+        for pair in tqdm(listing.pairs, desc=f"checking {params.data.source} files", disable=None)
+    ]
+    _check_same_bands(items)
     return RawIndex(source=params.data.source, layout=listing.layout, encoding=listing.encoding, items=items)
 
 
-def check_image(path: Path) -> RasterInfo:
-    """Decode a whole image strip by strip; return its :class:`RasterInfo` if it is usable.
+def check_pair(params: Params, pair: RawPair, decoder: LabelDecoder, out: Path) -> RawItem:
+    """Check one image/label pair end to end and describe it; a label on another grid is
+    reprojected into ``out/labels`` when ``data.label_grid`` allows it."""
+    data = params.data
+    with Raster(pair.image) as raster:
+        image = raster.info
+    check_image_dtype(image, bands_selected=data.bands is not None)
+    bands = resolve_bands(data.bands, image.descriptions, image.channels, pair.image) if data.bands is not None else None
+    with decoder.open(pair.label) as raster:
+        label_info = raster.info
+    label = pair.label.resolve()
+    if check_pair_grid(image, label_info, data.label_grid):
+        (out / "labels").mkdir(exist_ok=True)
+        label = reproject_label(label_info, image, out / "labels" / f"{pair.id}.tif")
+    with PairReader(pair.image, label, decoder, tuple(data.nodata), bands) as reader:
+        counts, nodata = scan_pair(reader)
+    return RawItem(
+        id=pair.id,
+        image=pair.image.resolve(),
+        label=label,
+        image_sha256=file_sha256(pair.image),
+        label_sha256=file_sha256(label),
+        height=image.height,
+        width=image.width,
+        channels=image.channels,
+        dtype=image.dtype,
+        class_counts=counts,
+        split=pair.split,
+        bands=bands,
+        nodata_pixels=nodata,
+        label_source=None if label == pair.label.resolve() else str(pair.label.resolve()),
+    )
 
-    Raises :class:`DataError` for unreadable or truncated files, unsupported dtypes or channel
-    counts, and NaN/Inf values in float data.
-    """
-    with Raster(path) as raster:
-        info = raster.info
-        check_image_dtype(info)
-        for row, strip in raster.row_strips():
-            if info.dtype.startswith("float") and not np.isfinite(strip).all():
-                bad = int((~np.isfinite(strip)).sum())
-                raise DataError(
-                    f"{path}: {bad} NaN/Inf pixel(s) in rows {row}-{row + strip.shape[0]}; "
-                    "fill no-data areas (e.g. with 0) or crop them away before preparing"
-                )
-    return info
+
+def _check_same_bands(items: list[RawItem]) -> None:
+    """Every image must give the model the same bands in the same order (one scaler serves them all)."""
+    first = items[0] if items else None
+    for item in items[1:]:
+        if (item.channels, item.bands) != (first.channels, first.bands):
+            raise DataError(
+                f"{item.image}: {item.channels} band(s), using {_bands_text(item)}, but {first.image} has "
+                f"{first.channels}, using {_bands_text(first)}; every image of a dataset must have the same bands "
+                "in the same order (select them with data.bands)"
+            )
+
+
+def _bands_text(item: RawItem) -> str:
+    return "every band" if item.bands is None else "bands " + ", ".join(str(b + 1) for b in item.bands)

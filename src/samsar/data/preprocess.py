@@ -1,8 +1,10 @@
 """Stage ``preprocess``: SAR scaling, tiling, splits and the manifest, into ``data/processed``.
 
-Reads the raw items through ``data/raw/index.json``. The scaler is fitted on training tiles only
-(bounded sample), then every tile is read window by window, scaled and written as
-``images/<tile_id>.npy`` (float32 ``(3, T, T)``) and ``labels/<tile_id>.png`` (uint8). The whole
+Reads the raw items through ``data/raw/index.json``. The scaler is fitted on the valid pixels of
+training tiles only (bounded sample; nodata left out), then every tile is read window by window,
+scaled and written as ``images/<tile_id>.npy`` (float32 ``(3, T, T)``, 0 at nodata) and
+``labels/<tile_id>.png`` (uint8, ignore index at nodata). Tiles with more than
+``preprocess.max_nodata_fraction`` nodata pixels, or without a labelled pixel, are skipped. The whole
 output folder is built in a temporary folder and renamed into place at the end, so a failure
 leaves the previous output untouched and nothing half-written.
 """
@@ -20,10 +22,12 @@ from PIL import Image
 from rich.console import Console
 from tqdm import tqdm
 
-from samsar.config import Params
+from samsar.config import Params, band_names
+from samsar.data.bands import parse_channel
 from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder, class_histogram
-from samsar.data.rasters import Raster, check_image_dtype
+from samsar.data.pairs import PairReader
+from samsar.data.rasters import check_image_dtype
 from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem
 from samsar.data.scaling import SarScaler
 from samsar.data.splits import SPLITS
@@ -42,24 +46,30 @@ def preprocess(params: Params) -> Path:
     index = RawIndex.load(params.raw_dir)
     decoder = LabelDecoder.from_params(params, index.encoding)
     plan = plan_tiles(params, index, decoder)
-    scaler = SarScaler(params.preprocess.input_kind, params.preprocess.to_db, tuple(params.preprocess.clip_percentiles))
+    scaler = make_scaler(params, index)
     train_tiles = [t for t in plan.tiles if t.split == "train"]
     if not train_tiles:
         raise DataError(
             f"{params.raw_dir / INDEX_NAME}: no tile fits in the training split; "
             "lower preprocess.tile_size or preprocess.split.block_size, or add data"
         )
-    scaler = scaler.fit(_read_images(train_tiles), max_samples=SCALER_SAMPLE, seed=params.seed)
+    try:
+        scaler = scaler.fit(_read_images(train_tiles, decoder, params), max_samples=SCALER_SAMPLE, seed=params.seed)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{params.raw_dir / INDEX_NAME}: the training tiles give no pixel to fit the scaling on ({exc}); "
+                        "check data.nodata and the files' nodata values") from exc
 
     out_dir = params.processed_dir
     with atomic_path(out_dir) as tmp:
         (tmp / "images").mkdir(parents=True)
         (tmp / "labels").mkdir()
-        rows, empty = _write_tiles(tmp, plan.tiles, scaler, decoder, params)
+        rows, skipped = _write_tiles(tmp, plan.tiles, scaler, decoder, params)
         manifest = pd.DataFrame(rows, columns=manifest_columns(params.data.class_names))
         manifest.to_parquet(tmp / MANIFEST_NAME, index=False)
-        notes = plan.notes + ([f"{empty} tile(s) with no labelled pixel skipped"] if empty else [])
-        write_json(tmp / DATASET_NAME, dataset_document(params, index, scaler, manifest, notes))
+        notes = plan.notes + _skip_notes(skipped, params.preprocess.max_nodata_fraction)
+        write_json(tmp / DATASET_NAME, dataset_document(params, index, scaler, manifest, notes, skipped))
     for note in notes:
         console.print(f"note: {note}")
     counts = manifest["split"].value_counts().to_dict()
@@ -77,8 +87,43 @@ def manifest_columns(class_names: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
+def make_scaler(params: Params, index: RawIndex) -> SarScaler:
+    """The unfitted scaler for the raw items: units, band choice and composition from params.
+
+    Without ``data.bands`` and ``preprocess.compose`` it is the legacy scaler (every band, the
+    1/2/3-channel rule), so datasets prepared before band selection existed scale as before.
+    """
+    pre, data = params.preprocess, params.data
+    scaler = SarScaler(pre.input_kind, pre.to_db, tuple(pre.clip_percentiles), nodata=tuple(data.nodata))
+    if data.bands is None and pre.compose is None or not index.items:
+        return scaler
+    first = index.items[0]
+    bands = first.bands if first.bands is not None else tuple(range(first.channels))
+    names = band_names(data.bands, first.channels)
+    for expr in pre.compose or ():
+        missing = [name for name in parse_channel(expr).bands if name not in names]
+        if missing:
+            raise DataError(f"{first.image}: preprocess.compose '{expr}' uses {missing} but the images give bands {names}; "
+                            "fix preprocess.compose or data.bands")
+    return scaler._with(
+        bands=tuple(bands), band_names=tuple(names), file_bands=first.channels,
+        compose=tuple(pre.compose or ()),
+    )
+
+
+def _skip_notes(skipped: dict[str, int], max_nodata: float) -> list[str]:
+    notes = []
+    if skipped["nodata"]:
+        notes.append(f"{skipped['nodata']} tile(s) with more than {max_nodata:.0%} nodata pixels skipped "
+                     "(preprocess.max_nodata_fraction)")
+    if skipped["empty"]:
+        notes.append(f"{skipped['empty']} tile(s) with no labelled pixel skipped")
+    return notes
+
+
 def dataset_document(
-    params: Params, index: RawIndex, scaler: SarScaler, manifest: pd.DataFrame, notes: list[str]
+    params: Params, index: RawIndex, scaler: SarScaler, manifest: pd.DataFrame, notes: list[str],
+    skipped: dict[str, int] | None = None,
 ) -> dict:
     """Content of ``dataset.json``: what training and inference need to read the tiles."""
     data = params.data
@@ -91,6 +136,15 @@ def dataset_document(
         "stride": params.preprocess.stride,
         "scaling": scaler.to_dict(),
         "n_tiles": {s: int((manifest["split"] == s).sum()) for s in SPLITS},
+        # Nodata: configured values, pixels in the raw images, in the written tiles (their labels are
+        # ignore_index) and tiles skipped for too much of it.
+        "nodata": {
+            "values": scaler.to_dict()["nodata"],
+            "raw_pixels": int(sum(item.nodata_pixels for item in index.items)),
+            "tile_pixels": int((skipped or {}).get("nodata_pixels", 0)),
+            "tiles_skipped": int((skipped or {}).get("nodata", 0)),
+            "max_fraction": params.preprocess.max_nodata_fraction,
+        },
         "notes": notes,
     }
 
@@ -103,41 +157,51 @@ def _by_item(tiles: list[TileSpec]) -> list[tuple[RawItem, list[TileSpec]]]:
     return [(specs[0].item, specs) for specs in groups.values()]
 
 
-def _read_images(tiles: list[TileSpec]) -> Iterator[np.ndarray]:
-    """Raw image window of each tile (unpadded), opening each source file once."""
+def _read_images(tiles: list[TileSpec], decoder: LabelDecoder, params: Params) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Raw image window of each tile (unpadded) and its validity, opening each source file once;
+    tiles that will be skipped for their nodata share are left out."""
+    max_nodata = params.preprocess.max_nodata_fraction
     for item, specs in _by_item(tiles):
-        with Raster(item.image) as raster:
-            check_image_dtype(raster.info)
+        with PairReader(item.image, item.label, decoder, tuple(params.data.nodata), item.bands) as pair:
+            check_image_dtype(pair.image.info, bands_selected=item.bands is not None)
             for spec in specs:
-                yield raster.read(spec.row, spec.col, spec.height, spec.width)
+                raw, valid = pair.read_image(spec.row, spec.col, spec.height, spec.width)
+                if 1.0 - valid.mean() <= max_nodata:
+                    yield raw, valid
 
 
 def _write_tiles(
     out: Path, tiles: list[TileSpec], scaler: SarScaler, decoder: LabelDecoder, params: Params
-) -> tuple[list[dict], int]:
-    """Write every tile's image and label; return the manifest rows and the number of all-ignore tiles skipped."""
+) -> tuple[list[dict], dict[str, int]]:
+    """Write every tile's image and label; return the manifest rows and the skip counts
+    (``nodata``: mostly nodata, ``empty``: no labelled pixel) and nodata pixels kept (``nodata_pixels``)."""
     size, ignore = params.preprocess.tile_size, params.data.ignore_index
+    max_nodata = params.preprocess.max_nodata_fraction
     num_classes = len(decoder.class_names)
-    rows, empty = [], 0
+    rows, skipped = [], {"nodata": 0, "empty": 0, "nodata_pixels": 0}
     progress = tqdm(total=len(tiles), desc="writing tiles", disable=None)
     for item, specs in _by_item(tiles):
-        with Raster(item.image) as image_raster, decoder.open(item.label) as label_raster:
-            check_image_dtype(image_raster.info)
+        with PairReader(item.image, item.label, decoder, tuple(params.data.nodata), item.bands) as pair:
+            check_image_dtype(pair.image.info, bands_selected=item.bands is not None)
             for spec in specs:
                 progress.update()
+                raw, valid = pair.read_image(spec.row, spec.col, spec.height, spec.width)
+                if 1.0 - valid.mean() > max_nodata:
+                    skipped["nodata"] += 1
+                    continue
                 label = np.full((size, size), ignore, dtype=np.uint8)
-                stored = label_raster.read(spec.row, spec.col, spec.height, spec.width)
-                label[: spec.height, : spec.width] = decoder.decode(stored, item.label)
+                label[: spec.height, : spec.width] = pair.read_classes(spec.row, spec.col, spec.height, spec.width, valid)
                 counts = class_histogram(label, num_classes)
                 if counts[:-1].sum() == 0:
-                    empty += 1
+                    skipped["empty"] += 1
                     continue
                 image = np.zeros((3, size, size), dtype=np.float32)
-                raw = image_raster.read(spec.row, spec.col, spec.height, spec.width)
-                image[:, : spec.height, : spec.width] = scaler.transform(raw)
+                with np.errstate(all="ignore"):  # nodata values (e.g. -9999) may hit logs; they are zeroed next
+                    image[:, : spec.height, : spec.width] = scaler.transform(raw) * valid
+                skipped["nodata_pixels"] += int((~valid).sum())
                 rows.append(_write_tile(out, spec, image, label, counts, decoder.class_names))
     progress.close()
-    return rows, empty
+    return rows, skipped
 
 
 def _write_tile(

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from PIL import Image, UnidentifiedImageError
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
@@ -24,7 +27,7 @@ from samsar.data.errors import DataError
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 WINDOWED_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_IMAGE_DTYPES = ("uint8", "uint16", "float32", "float64")
-SUPPORTED_LABEL_DTYPES = ("uint8", "uint16")
+SUPPORTED_LABEL_DTYPES = ("uint8", "uint16", "int16", "int32")
 # GDAL's block cache defaults to 5 % of RAM; a small fixed cache keeps peak memory set by the
 # tile size rather than the scene size.
 GDAL_CACHE_MB = 64
@@ -40,13 +43,21 @@ def ignore_missing_georeference() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class RasterInfo:
-    """Shape and type of a raster as stored."""
+    """Shape, type and georeference of a raster as stored (PNG, JPEG and BMP have no georeference)."""
 
     path: Path
     height: int
     width: int
     channels: int
     dtype: str
+    crs: CRS | None = None
+    transform: Affine | None = None  # None when the file is not georeferenced
+    nodata: float | None = None  # the file's nodata value
+    descriptions: tuple[str | None, ...] = ()  # band descriptions, one per band
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.transform is not None
 
 
 class Raster:
@@ -72,7 +83,11 @@ class Raster:
                 self.close()
                 raise DataError(f"{self.path}: not a readable raster ({exc}); re-export or replace the file") from exc
             ds = self._dataset
-            self.info = RasterInfo(self.path, ds.height, ds.width, ds.count, ds.dtypes[0])
+            georeferenced = ds.crs is not None or ds.transform != Affine.identity()
+            self.info = RasterInfo(
+                self.path, ds.height, ds.width, ds.count, ds.dtypes[0], ds.crs,
+                ds.transform if georeferenced else None, ds.nodata, tuple(ds.descriptions),
+            )
         else:
             self._array = _decode_with_pillow(self.path, keep_palette_indices)
             h, w, c = self._array.shape
@@ -99,6 +114,27 @@ class Raster:
         out = np.full((height, width, info.channels), fill, dtype=inside.dtype)
         out[: inside.shape[0], : inside.shape[1]] = inside
         return out
+
+    def read_valid(self, row: int, col: int, height: int, width: int, bands: tuple[int, ...] | None = None) -> np.ndarray:
+        """``(height, width)`` bool: False where the file's nodata value or mask (GDAL mask bands,
+        alpha) marks any of ``bands`` (0-based; default every band) as no data, and past the edge."""
+        info = self.info
+        r1, c1 = min(row + height, info.height), min(col + width, info.width)
+        valid = np.zeros((height, width), dtype=bool)
+        indexes = [b + 1 for b in (bands if bands is not None else range(info.channels))]
+        if self._dataset is None or all(self._dataset.mask_flag_enums[i - 1] == [MaskFlags.all_valid] for i in indexes):
+            valid[: r1 - row, : c1 - col] = True
+            return valid
+        try:
+            with ignore_missing_georeference():
+                masks = self._dataset.read_masks(indexes, window=Window(col, row, c1 - col, r1 - row))
+        except RasterioError as exc:
+            raise DataError(
+                f"{self.path}: cannot read the nodata mask of rows {row}-{r1}, cols {col}-{c1} ({exc}); "
+                "the file is truncated or corrupt; re-export or replace it"
+            ) from exc
+        valid[: r1 - row, : c1 - col] = (masks > 0).all(axis=0)
+        return valid
 
     def row_strips(self, pixels: int = 1 << 20):
         """Yield ``(row, strip)`` over the whole raster, in strips of about ``pixels`` pixels."""
@@ -143,17 +179,18 @@ def _decode_with_pillow(path: Path, keep_palette_indices: bool) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def check_image_dtype(info: RasterInfo) -> None:
-    """Raise :class:`DataError` unless the image has a dtype and channel count preprocessing handles."""
+def check_image_dtype(info: RasterInfo, bands_selected: bool = False) -> None:
+    """Raise :class:`DataError` unless the image has a dtype and channel count preprocessing handles
+    (any count when ``data.bands`` selects the bands)."""
     if info.dtype not in SUPPORTED_IMAGE_DTYPES:
         raise DataError(
             f"{info.path}: unsupported image dtype {info.dtype}; supported: {', '.join(SUPPORTED_IMAGE_DTYPES)} "
             "(convert complex or integer products to float32 amplitude or intensity first)"
         )
-    if info.channels > 3:
+    if info.channels > 3 and not bands_selected:
         raise DataError(
             f"{info.path}: {info.channels} channels; supported: 1 (single-pol), 2 (dual-pol) or 3 (e.g. Pauli RGB); "
-            "select the bands to use before preparing"
+            "select the bands to use with data.bands (e.g. {VV: 1, VH: 2}) or before preparing"
         )
 
 
@@ -161,7 +198,7 @@ def check_label_dtype(info: RasterInfo) -> None:
     """Raise :class:`DataError` unless the label raster has an integer dtype labels can use."""
     if info.dtype not in SUPPORTED_LABEL_DTYPES:
         raise DataError(
-            f"{info.path}: unsupported label dtype {info.dtype}; labels must be uint8 or uint16 "
-            "(class indices) or RGB uint8 (palette colours)"
+            f"{info.path}: unsupported label dtype {info.dtype}; labels must be uint8, uint16, int16 or int32 "
+            "(class values) or RGB uint8 (palette colours)"
         )
 

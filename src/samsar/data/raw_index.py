@@ -1,8 +1,8 @@
 """``data/raw/index.json``: the list of raw image/label files that preprocessing reads.
 
 ``prepare`` writes it for every source. External files are listed by absolute path with their
-sha256 (so DVC sees a change of the data behind the paths); generated synthetic files are
-listed relative to the raw folder.
+sha256; generated files (synthetic scenes, labels reprojected onto their image grid) are listed
+relative to the raw folder.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ class RawItem:
     width: int
     channels: int
     dtype: str
-    class_counts: dict[str, int]  # per class name, plus "ignore"
+    class_counts: dict[str, int]  # per class name, plus "ignore" (which includes labels under image nodata)
     split: str | None = None  # fixed by the source (FUSAR-Map test set), else None
+    bands: tuple[int, ...] | None = None  # 0-based indices of the data.bands in this file; None: every band
+    nodata_pixels: int = 0  # image pixels that are nodata (file nodata/mask, data.nodata)
+    label_source: str | None = None  # the original label when ``label`` is its reprojection onto the image grid
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,10 @@ class RawIndex:
         try:
             doc = json.loads(path.read_text())
             items = [
-                RawItem(**{**item, "image": raw_dir / item["image"], "label": raw_dir / item["label"]})
+                RawItem(**{
+                    **item, "image": raw_dir / item["image"], "label": raw_dir / item["label"],
+                    "bands": None if item.get("bands") is None else tuple(item["bands"]),
+                })
                 for item in doc["items"]
             ]
             return cls(doc["source"], doc["layout"], doc["encoding"], items)

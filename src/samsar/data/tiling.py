@@ -20,6 +20,7 @@ import numpy as np
 from samsar.config import Params
 from samsar.data.errors import DataError
 from samsar.data.labels import LabelDecoder
+from samsar.data.pairs import PairReader
 from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem
 from samsar.data.splits import assign_splits
 
@@ -117,7 +118,7 @@ def _plan_scene(params: Params, items: list[RawItem], decoder: LabelDecoder) -> 
     notes: list[str] = []
     for item in items:
         row_edges, col_edges = block_edges(item.height, block), block_edges(item.width, block)
-        presence = _block_presence(item, row_edges, col_edges, decoder)
+        presence = _block_presence(item, row_edges, col_edges, decoder, tuple(params.data.nodata))
         grid = (len(row_edges) - 1, len(col_edges) - 1)
         block_split = np.array(assign_splits(presence, params.preprocess.split, "spatial block")).reshape(grid)
         dropped = 0
@@ -151,13 +152,16 @@ def _block_of(edges: np.ndarray, pixel: int) -> int:
     return int(np.searchsorted(edges, pixel, side="right")) - 1
 
 
-def _block_presence(item: RawItem, row_edges: np.ndarray, col_edges: np.ndarray, decoder: LabelDecoder) -> np.ndarray:
-    """``(n_blocks, n_classes)``: which classes occur in each block (row-major), read block by block."""
+def _block_presence(
+    item: RawItem, row_edges: np.ndarray, col_edges: np.ndarray, decoder: LabelDecoder, nodata: tuple[float, ...] = ()
+) -> np.ndarray:
+    """``(n_blocks, n_classes)``: which classes occur in each block (row-major) outside the image nodata, read block by block."""
     num_classes = len(decoder.class_names)
     blocks = [(r0, r1, c0, c1) for r0, r1 in zip(row_edges, row_edges[1:]) for c0, c1 in zip(col_edges, col_edges[1:])]
     presence = np.zeros((len(blocks), num_classes), dtype=bool)
-    with decoder.open(item.label) as raster:
+    with PairReader(item.image, item.label, decoder, nodata, item.bands) as pair:
         for b, (r0, r1, c0, c1) in enumerate(blocks):
-            values = np.unique(decoder.decode(raster.read(r0, c0, r1 - r0, c1 - c0), item.label))
+            _, valid = pair.read_image(r0, c0, r1 - r0, c1 - c0)
+            values = np.unique(pair.read_classes(r0, c0, r1 - r0, c1 - c0, valid))
             presence[b, values[values < num_classes]] = True
     return presence

@@ -48,8 +48,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class Predictor:
     """Whole-image prediction with a trained segmenter and its ``adapter.json`` metadata.
 
-    Raw pixels are scaled exactly as in training (``SarScaler.from_dict(meta["scaling"])``),
-    cut into overlapping windows of the model's image size, run in batches (bf16 autocast on
+    Raw pixels are scaled exactly as in training (``SarScaler.from_dict(meta["scaling"])``: the
+    same bands, units, channel composition and clip ranges; pixels at the nodata values configured
+    for training are nodata too), cut into overlapping windows of the model's image size, run in batches (bf16 autocast on
     CUDA) and blended per pixel.
     """
 
@@ -79,14 +80,15 @@ class Predictor:
 
     @property
     def input_bands(self) -> int:
-        """Band count of the input the model was trained on."""
-        return self.scaler.channels
+        """Band count of the input files the model was trained on (it may use fewer of them)."""
+        return self.scaler.input_bands
 
     def predict_array(self, raw: np.ndarray) -> np.ndarray:
         """Class map ``uint8 (H, W)`` of an in-memory image ``(H, W)`` or ``(H, W, C)``;
-        non-finite pixels get ``NODATA_CLASS``."""
+        non-finite pixels and the scaler's nodata values get ``NODATA_CLASS``."""
         raw = np.asarray(raw)
         valid = np.isfinite(raw) if raw.ndim == 2 else np.isfinite(raw).all(axis=-1)
+        valid &= self.scaler.valid(raw)
         out = np.empty(raw.shape[:2], dtype=np.uint8)
         read = lambda r0, r1, c0, c1: (raw[r0:r1, c0:c1], valid[r0:r1, c0:c1])  # noqa: E731
         for block in self.stream(read, *raw.shape[:2]):
@@ -126,6 +128,7 @@ class Predictor:
         for col0 in range(0, width, COLUMN_CHUNK):
             col1 = min(col0 + COLUMN_CHUNK, width)
             raw, valid = read_block(row0, row1, col0, col1)
+            valid = valid & self.scaler.valid(raw)  # nodata values configured for training (data.nodata)
             with np.errstate(all="ignore"):  # nodata values (e.g. -9999) may hit logs; they are zeroed next
                 scaled = self.scaler.transform(raw)
             scaled *= valid
