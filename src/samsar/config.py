@@ -7,7 +7,9 @@ flows call :func:`load_params`.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -59,6 +61,25 @@ class SceneConfig(_Strict):
 
 # Band names usable in ``preprocess.compose`` (letters, digits, underscore; not starting with a digit).
 _BAND_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_CHANNEL = re.compile(rf"^\s*({_BAND_NAME})\s*(?:([-/])\s*({_BAND_NAME})\s*)?$")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One parsed ``preprocess.compose`` entry: one band, or two bands and an operator (``-`` or ``/``)."""
+
+    expr: str
+    bands: tuple[str, ...]
+    op: str | None = None
+
+
+def parse_channel(expr: str) -> Channel:
+    """Parse ``NAME``, ``NAME-NAME`` or ``NAME/NAME``; ``ValueError`` naming the expression otherwise."""
+    match = _CHANNEL.match(str(expr))
+    if not match:
+        raise ValueError(f"cannot read channel '{expr}'; use a band name, A-B (difference) or A/B (ratio), e.g. VV-VH")
+    a, op, b = match.groups()
+    return Channel(str(expr), (a,) if op is None else (a, b), op)
 # File band: 1-based index (GDAL's numbering) or the band's description in the file.
 BandRef = Annotated[int, Field(ge=1)] | Annotated[str, Field(min_length=1)]
 
@@ -189,8 +210,6 @@ class PreprocessConfig(_Strict):
     @field_validator("compose")
     @classmethod
     def _three_channels(cls, v: list[str] | None) -> list[str] | None:
-        from samsar.data.bands import parse_channel
-
         if v is None:
             return v
         if len(v) != 3:
@@ -372,8 +391,6 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _compose_names_bands(self) -> "Params":
-        from samsar.data.bands import parse_channel
-
         compose = self.preprocess.compose
         if compose is None:
             return self

@@ -13,35 +13,15 @@ Sentinel-1 dual-pol in dB: ``[VV, VH, VV-VH]``; single-pol: ``[HH, HH, HH]``; Pa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from samsar.config import Channel, parse_channel
 from samsar.data.errors import DataError
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_CHANNEL = re.compile(rf"^\s*({_NAME})\s*(?:([-/])\s*({_NAME})\s*)?$")
-
-
-@dataclass(frozen=True)
-class Channel:
-    """One parsed channel expression: one band, or two bands and an operator (``-`` or ``/``)."""
-
-    expr: str
-    bands: tuple[str, ...]
-    op: str | None = None
-
-
-def parse_channel(expr: str) -> Channel:
-    """Parse ``NAME``, ``NAME-NAME`` or ``NAME/NAME``; ``ValueError`` naming the expression otherwise."""
-    match = _CHANNEL.match(str(expr))
-    if not match:
-        raise ValueError(f"cannot read channel '{expr}'; use a band name, A-B (difference) or A/B (ratio), e.g. VV-VH")
-    a, op, b = match.groups()
-    return Channel(str(expr), (a,) if op is None else (a, b), op)
+__all__ = ["Channel", "compose", "parse_channel", "resolve_bands"]
 
 
 def compose(values: np.ndarray, names: Sequence[str], channels: Sequence[str], db: bool) -> np.ndarray:
