@@ -269,6 +269,8 @@ class ParserOptions(_Strict):
 class CwsamOptions(_Strict):
     mode: Literal["fixed", "faithful"] = "fixed"
     low_freq_ratio: float = Field(0.25, gt=0, le=1)
+    # CWSAM's own adapter bottleneck (d -> d / reduction); independent of the Houlsby baseline's adapter.reduction.
+    reduction: int = Field(4, ge=1)
 
 
 class VariantOptions(_Strict):

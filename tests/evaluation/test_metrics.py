@@ -52,6 +52,21 @@ def test_absent_class_is_left_out_of_means():
     assert "ignore_background" not in m
 
 
+def test_mf1_reference_skips_a_class_without_true_positive():
+    # class b has 3 truth pixels and 2 predictions but no true positive
+    cm = np.array([[5, 2, 0], [3, 0, 0], [0, 0, 4]])
+    m = segmentation_metrics(cm, NAMES, background="bg")
+    f1_a, f1_bg = 10 / (7 + 8), 8 / 8
+    assert m["mF1"] == pytest.approx((f1_a + 0.0 + f1_bg) / 3)  # samsar: b counts as 0
+    assert m["mF1_reference"] == pytest.approx((f1_a + f1_bg) / 2)  # reference: b left out
+    assert "no true positive" in m["mF1_reference_description"]
+    std = m["ignore_background"]  # a and b only; b still has no TP
+    assert std["mF1"] == pytest.approx(std["per_class_f1"]["a"] / 2)
+    assert std["mF1_reference"] == pytest.approx(std["per_class_f1"]["a"])
+    perfect = segmentation_metrics(np.diag([3, 4, 5]), NAMES)
+    assert perfect["mF1_reference"] == perfect["mF1"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_sklearn_on_random_labels(seed):
     rng = np.random.default_rng(seed)

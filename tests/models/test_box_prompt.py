@@ -25,13 +25,41 @@ def test_boxes_are_the_connected_components():
     assert sorted(boxes.tolist()) == [[5.0, 10.0, 14.0, 19.0], [30.0, 40.0, 33.0, 59.0]]
 
 
-def test_jitter_is_at_most_20_px_and_stays_in_the_image():
+def test_jitter_only_grows_boxes_by_0_to_20_px_per_side():
     exact = torch.tensor(sorted(boxes_from_labels(two_ships(), jitter=0)[0].tolist()))
     rng = np.random.default_rng(0)
-    moved = [torch.tensor(sorted(boxes_from_labels(two_ships(), generator=rng)[0].tolist())) for _ in range(20)]
-    shifts = torch.stack([m - exact for m in moved])
-    assert shifts.abs().max() <= 20 and shifts.abs().max() > 0
-    assert all(((m >= 0) & (m <= 63)).all() and (m[:, 2] >= m[:, 0]).all() for m in moved)
+    moved = [torch.tensor(sorted(boxes_from_labels(two_ships(), generator=rng)[0].tolist())) for _ in range(50)]
+    growth = torch.stack([m - exact for m in moved]) * torch.tensor([-1.0, -1.0, 1.0, 1.0])
+    # every jittered box encloses its exact box: no side ever moves inward
+    assert (growth >= 0).all() and growth.max() <= 20 and growth.max() > 0
+    assert all(((m >= 0) & (m <= 63)).all() for m in moved)
+
+
+def test_jittered_boxes_enclose_small_objects_and_clip_to_the_image():
+    labels = torch.zeros(1, 64, 64, dtype=torch.long)
+    labels[0, 0:6, 0:6] = 1          # corner object: top/left growth is clipped at 0
+    labels[0, 58:64, 40:48] = 1      # bottom edge: bottom growth clipped at 63
+    labels[0, 30:36, 20:26] = 1      # interior 6 px object
+    (exact,) = boxes_from_labels(labels, jitter=0)  # components in raster order: corner, interior, bottom
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        (moved,) = boxes_from_labels(labels, generator=rng)
+        assert (moved[:, :2] <= exact[:, :2]).all() and (moved[:, 2:] >= exact[:, 2:]).all()
+        assert ((moved >= 0) & (moved <= 63)).all()
+        assert (moved[0, :2] == 0).all() and moved[2, 3] == 63  # clipped, not wrapped or shifted
+        assert ((moved - exact).abs() <= 20).all()
+
+
+def test_diagonal_pixels_form_one_object():
+    labels = torch.zeros(1, 16, 16, dtype=torch.long)
+    labels[0, 3, 3] = labels[0, 4, 4] = 1
+    (boxes,) = boxes_from_labels(labels, jitter=0)
+    assert boxes.tolist() == [[3.0, 3.0, 4.0, 4.0]]
+
+
+def test_negative_jitter_is_refused():
+    with pytest.raises(ValueError, match="jitter"):
+        boxes_from_labels(two_ships(), jitter=-1)
 
 
 def test_box_head_needs_two_classes(tiny_segmenter):

@@ -78,3 +78,13 @@ def test_light_head_gives_the_same_output_shapes_for_a_fraction_of_the_parameter
     assert sum(p.numel() for p in seg.head.class_head.parameters()) * 20 < full_head_params
     logits.sum().backward()
     assert seg.sam.image_encoder.patch_embed.proj.weight.grad is not None  # the trunk still learns
+
+
+def test_class_head_conv_has_the_reference_init(tiny_segmenter):
+    conv = tiny_segmenter("decoder_only").head.class_head[3]
+    assert conv.kernel_size == (7, 7)
+    fan_out = conv.out_channels * 7 * 7
+    # normal(0, sqrt(2 / fan_out)); PyTorch's default would give about half this std
+    assert abs(conv.weight.std().item() / (2.0 / fan_out) ** 0.5 - 1) < 0.03
+    assert abs(conv.weight.mean().item()) < 1e-3
+    assert torch.count_nonzero(conv.bias) == 0

@@ -219,3 +219,49 @@ def test_cwsam_modes_differ_and_prompts_reach_every_block(tiny_segmenter, images
         prompts = fixed.method.block_prompts(images, fixed.sam.image_encoder.patch_embed(images))
     assert len(prompts) == len(fixed.sam.image_encoder.blocks)
     assert prompts[0].shape == (2, 16, 16, 128)
+
+
+def test_cwsam_adapters_keep_pytorch_linear_defaults(tiny_segmenter):
+    from samsar.models.peft.adapter import inject_adapters
+    from samsar.models.peft.cwsam import Cwsam
+
+    sam, reference = construct_sam("tiny", 256), construct_sam("tiny", 256)
+    torch.manual_seed(7)
+    Cwsam(VariantOptions()).apply(sam)
+    torch.manual_seed(7)  # the same draws as plain nn.Linear layers created in the same order
+    inject_adapters(reference.image_encoder, 4, mlp_mode="parallel", zero_init_up=False)
+    ours = {n: p for n, p in sam.image_encoder.named_parameters() if ".adapters." in n}
+    expected = dict(reference.image_encoder.named_parameters())
+    assert ours and all(torch.equal(p, expected[n]) for n, p in ours.items())
+    # and their spread is kaiming-uniform's (bound 1/sqrt(fan_in)), not trunc-normal 0.02, biases non-zero
+    seg = tiny_segmenter("cwsam")
+    for block in seg.sam.image_encoder.blocks:
+        for linear_layer in (block.adapters.attention.down, block.adapters.mlp.up):
+            bound = linear_layer.in_features ** -0.5
+            assert linear_layer.weight.abs().max() <= bound
+            assert abs(linear_layer.weight.std().item() / (bound / 3 ** 0.5) - 1) < 0.1
+            assert torch.count_nonzero(linear_layer.bias) == linear_layer.bias.numel()
+
+
+def test_cwsam_prompt_generator_has_the_reference_init(tiny_segmenter):
+    module = tiny_segmenter("cwsam").method.low_frequency
+    linears = [module.token_embed, module.shared_up, *module.block_mlps]
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    # trunc_normal_(std=0.02) as timm/the reference call it: cut at +-2 absolute, so std stays 0.02
+    assert abs(weights.std().item() / 0.02 - 1) < 0.15  # ~1,000 weights in the tiny model; defaults give >= 0.05
+    conv = module.image_embed
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert abs(conv.weight.std().item() / (2.0 / fan_out) ** 0.5 - 1) < 0.1
+    assert all(torch.count_nonzero(m.bias) == 0 for m in [*linears, conv])
+
+
+def test_cwsam_reduction_is_its_own_option(tiny_segmenter):
+    def count(options):
+        seg = tiny_segmenter("cwsam", options=options)
+        return sum(p.numel() for p in seg.method.trainable_parameters(seg.sam).values())
+
+    default = count(VariantOptions())
+    assert count(VariantOptions(adapter={"reduction": 8})) == default  # the Houlsby baseline's size
+    assert count(VariantOptions(cwsam=CwsamOptions(reduction=8))) < default
+    with pytest.raises(ValueError):
+        CwsamOptions(reduction=0)

@@ -7,7 +7,7 @@ import pytest
 
 from samsar.config import Params
 from samsar.evaluation.runner import tiles_path
-from samsar.reporting.comparison import comparison_table, write_comparison
+from samsar.reporting.comparison import comparison_table, degenerate_columns, degenerate_note, write_comparison
 from samsar.uncertainty import TileConfusions
 
 CLASSES = ("a", "b")
@@ -84,3 +84,48 @@ def test_write_comparison_needs_metrics(tmp_path):
                                                        "majority": {"mIoU": 0.2}, "majority_class": "a"}))
     text = write_comparison(params).read_text()
     assert "| lora |" in text and "Not evaluated yet: decoder_only" in text and "majority class (a)" in text
+
+
+def _ships(miou, ship_iou, recall, size):
+    """A background + ship variant: ignore-bg mIoU equals the ship recall."""
+    return {**_metrics(miou, 1000, 10.0, size), "ignore_background": {"mIoU": recall},
+            "per_class_iou": {"background": 0.99, "ship": ship_iou}, "mF1_reference": miou + 0.2}
+
+
+def test_degenerate_ignore_background_column_crowns_nobody():
+    # parser over-predicts ships: worst ship IoU, best recall (= ignore-bg mIoU with one object class)
+    rows = {"cwsam": _ships(0.80, 0.61, 0.70, 4096), "parser": _ships(0.70, 0.41, 0.95, 8192)}
+    table = comparison_table(rows, None, reference="cwsam", n_foreground=1)
+    header = table.splitlines()[0]
+    assert "mIoU ignore-bg ‡" in header and "mF1 (reference)" in header
+    assert "**0.950" not in table and "**0.700" not in table  # no winner on the degenerate column
+    assert "**4.0 KiB**" in table  # real cost differences are still marked
+    note = degenerate_note(degenerate_columns(rows, n_foreground=1))
+    assert "`mIoU ignore-bg`" in note and "recall" in note and "no value is marked best" in note
+    # with two object classes the column is meaningful again
+    assert "ignore_background.mIoU" not in degenerate_columns(rows, n_foreground=2)
+    assert "mIoU ignore-bg ‡" not in comparison_table(rows, None, reference="cwsam", n_foreground=2)
+
+
+def test_equal_or_undefined_cost_columns_are_not_marked():
+    rows = {"a": _metrics(0.6, 500, 5.0, 1024), "b": _metrics(0.7, 500, 6.0, 2048)}
+    rows["a"]["artifact_bytes"] = rows["b"]["artifact_bytes"] = None
+    table = comparison_table(rows, None, reference="a")
+    assert "**500**" not in table and "trainable params ‡" in table and "artifact size ‡" in table
+    reasons = degenerate_columns(rows)
+    assert reasons["n_trainable_params"] == "equal for every variant"
+    assert reasons["artifact_bytes"] == "undefined for every variant"
+
+
+def test_write_comparison_notes_the_degenerate_column(tmp_path):
+    params = Params.model_validate({
+        "data": {"classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "ship", "color": [255, 0, 0]}],
+                 "background": "background"},
+        "variants": ["cwsam", "parser"], "root": str(tmp_path),
+    })
+    params.metrics_path("cwsam").parent.mkdir(parents=True)
+    params.metrics_path("cwsam").write_text(json.dumps(_ships(0.80, 0.61, 0.70, 4096)))
+    params.metrics_path("parser").write_text(json.dumps(_ships(0.70, 0.41, 0.95, 8192)))
+    text = write_comparison(params).read_text()
+    assert "mIoU ignore-bg ‡" in text and "‡ `mIoU ignore-bg`: with 1 non-background class" in text
+    assert "**0.950" not in text

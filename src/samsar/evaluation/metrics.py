@@ -7,6 +7,10 @@ Three forms are reported side by side:
   the background class is left out of the class averages;
 - ``ignore_background_lenient``: the CWSAM reference form — pixels whose truth *or* prediction is
   background are dropped (this forgives every foreground pixel predicted as background).
+
+Each form gives two mean F1s: ``mF1`` (samsar's: a class with no true positive scores 0 and
+counts) and ``mF1_reference`` (the CWSAM reference's: such a class has an undefined F1, 0/0 from
+precision and recall, and is left out of the mean, which flatters models that miss a class).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ def confusion_matrix(pred: np.ndarray, truth: np.ndarray, num_classes: int, igno
         raise ValueError(f"predicted class outside [0, {num_classes})")
     flat = truth[keep] * num_classes + pred[keep]
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+MF1_REFERENCE_DESCRIPTION = ("CWSAM reference convention: a class with no true positive has an undefined F1 "
+                             "and is left out of the mean (mF1 counts it as 0)")
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -71,6 +79,8 @@ def _scores(cm: np.ndarray, class_names: Sequence[str], classes: Sequence[int]) 
     return {
         "mIoU": _nanmean(iou[idx]),
         "mF1": _nanmean(f1[idx]),
+        "mF1_reference": _nanmean(np.where(tp[idx] > 0, f1[idx], np.nan)),
+        "mF1_reference_description": MF1_REFERENCE_DESCRIPTION,
         "mPrecision": _nanmean(precision[idx]),
         "mRecall": _nanmean(recall[idx]),
         "OA": oa,

@@ -6,8 +6,9 @@ two-class logits ``[0, m]`` so that softmax / cross-entropy over them equals a s
 on the mask logit ``m`` and the K-class interface of the other heads is kept (K = 2:
 background, object). Without boxes an image is prompted with one whole-image box.
 
-Training boxes come from the connected components of the label mask, each side jittered by
-0-20 px (:func:`boxes_from_labels`), as in the PARSER paper.
+Training boxes come from the connected components of the label mask (8-connectivity), each
+side moved outward by 0-20 px (:func:`boxes_from_labels`), as in the PARSER protocol: a
+jittered box always encloses its object.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
+from skimage.measure import label as connected_components, regionprops
 from torch import nn
 
 Boxes = list[torch.Tensor]  # per image: (N, 4) float boxes x0, y0, x1, y1 in input pixels
@@ -55,18 +56,25 @@ class BoxPromptDecoder(nn.Module):
 
 def boxes_from_labels(labels: torch.Tensor, foreground: int = 1, jitter: int = 20,
                       generator: np.random.Generator | None = None) -> Boxes:
-    """Boxes of the connected components of ``labels == foreground`` per image, each side
-    moved outward or inward by a random 0-``jitter`` px (clamped to the image)."""
+    """Boxes of the connected components (8-connectivity) of ``labels == foreground`` per
+    image, each side moved *outward* by a random 0-``jitter`` px, clipped to the image.
+
+    Growing only (never shrinking or shifting inward) keeps every box enclosing its object,
+    as the box-prompt protocol intends; ``jitter=0`` gives the exact boxes.
+    """
+    if jitter < 0:
+        raise ValueError(f"box jitter must be >= 0 px, got {jitter}")
     generator = generator or np.random.default_rng()
     out = []
     for label in labels.cpu().numpy():
         height, width = label.shape
-        components, _ = ndimage.label(label == foreground)
         boxes = []
-        for rows, cols in ndimage.find_objects(components):
-            box = np.array([cols.start, rows.start, cols.stop - 1, rows.stop - 1], dtype=np.float64)
-            box += generator.integers(-jitter, jitter + 1, size=4) if jitter else 0
-            box = np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1])
-            boxes.append([min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])])
+        for region in regionprops(connected_components(label == foreground, connectivity=2)):
+            row0, col0, row1, col1 = region.bbox  # half-open
+            box = np.array([col0, row0, col1 - 1, row1 - 1], dtype=np.float64)
+            if jitter:
+                grow = generator.integers(0, jitter + 1, size=4)
+                box += grow * np.array([-1, -1, 1, 1])
+            boxes.append(np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1]).tolist())
         out.append(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
     return out

@@ -11,6 +11,8 @@ prompt encoder are passed in at call time so the SAM state dict keeps the offici
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,14 @@ def trained_decoder_parameters(mask_decoder: nn.Module) -> list[nn.Parameter]:
     used = [mask_decoder.iou_token, mask_decoder.mask_tokens, mask_decoder.transformer,
             mask_decoder.output_upscaling, mask_decoder.output_hypernetworks_mlps[0]]
     return [p for module in used for p in module.parameters()]
+
+
+def init_class_conv(conv: nn.Conv2d) -> None:
+    """The reference's init of the 7x7 class-head conv: normal(0, sqrt(2 / fan_out)) with
+    fan_out = out_channels * kh * kw, zero bias."""
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / fan_out))
+    nn.init.zeros_(conv.bias)
 
 
 class ClasswiseMaskDecoder(nn.Module):
@@ -50,6 +60,7 @@ class ClasswiseMaskDecoder(nn.Module):
                 nn.Conv2d(channels, HYPER_DIM * num_classes, kernel_size=7, stride=2, padding=3),
                 nn.GELU(),
             )
+            init_class_conv(self.class_head[3])
 
     def forward(
         self,

@@ -13,7 +13,7 @@ import jinja2
 import markdown
 
 from samsar.config import Params
-from samsar.evaluation.metrics import ABSENT, ABSENT_NOTE, absent_classes
+from samsar.evaluation.metrics import ABSENT, ABSENT_NOTE, MF1_REFERENCE_DESCRIPTION, absent_classes
 from samsar.evaluation.metrics import format_metric as fmt
 from samsar.evaluation.runner import (
     CONFUSION_COUNTS,
@@ -190,7 +190,7 @@ def render_markdown(params: Params, variant: str) -> str:
     figures = {key: f"{FIGURES}/{name}" if (found / name).is_file() else None for key, name in names.items()}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
-    env.globals.update(fmt=fmt, ABSENT=ABSENT, ABSENT_NOTE=ABSENT_NOTE)
+    env.globals.update(fmt=fmt, ABSENT=ABSENT, ABSENT_NOTE=ABSENT_NOTE, MF1_REFERENCE_DESCRIPTION=MF1_REFERENCE_DESCRIPTION)
     rel_adapter = adapter_path.relative_to(params.root) if adapter_path.is_relative_to(params.root) else adapter_path
     return env.get_template("model_card.md.j2").render(
         variant=variant,

@@ -60,6 +60,7 @@ COLUMNS = (
     Column("val_mIoU", "val mIoU"),
     Column("mIoU", "test mIoU"),
     Column("mF1", "mF1"),
+    Column("mF1_reference", "mF1 (reference)"),
     Column("OA", "OA"),
     Column("kappa", "kappa"),
     Column("ignore_background.mIoU", "mIoU ignore-bg"),
@@ -75,20 +76,60 @@ def _get(metrics: dict, key: str):
     return value
 
 
+DEGENERATE_MARK = "‡"
+
+
+def degenerate_columns(rows: dict[str, dict], n_foreground: int | None = None) -> dict[str, str]:
+    """Columns on which marking a best value would mislead, ``key -> why``: never marked, flagged
+    ``‡`` in the header and explained in a note under the table.
+
+    - an ignore-background form when the task has fewer than 2 non-background classes: dropping
+      the background-truth pixels drops every false positive, so the score is the one class's
+      recall (the lenient form, which also drops background predictions, is 1 or undefined); it
+      would crown the variant that over-predicts the object;
+    - a marked (cost) column undefined or equal for every variant: there is no best to mark.
+    """
+    reasons: dict[str, str] = {}
+    for col in COLUMNS:
+        if col.key.startswith("ignore_background") and n_foreground is not None and n_foreground < 2:
+            reasons[col.key] = (
+                f"with {n_foreground} non-background class, dropping background-truth pixels drops every false "
+                "positive, so this is that class's recall and favours over-prediction; it cannot rank the variants")
+        elif col.mark_lowest:
+            values = [_get(m, col.key) for m in rows.values()]
+            defined = [v for v in values if v is not None and v == v]
+            if not defined:
+                reasons[col.key] = "undefined for every variant"
+            elif len(rows) > 1 and len(defined) == len(values) and len(set(defined)) == 1:
+                reasons[col.key] = "equal for every variant"
+    return reasons
+
+
+def degenerate_note(reasons: dict[str, str]) -> str:
+    """One line per degenerate column saying why none of its values is marked best."""
+    headers = {c.key: c.header for c in COLUMNS}
+    lines = [f"{DEGENERATE_MARK} `{headers[key]}`: {why}; no value is marked best." for key, why in reasons.items()]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def comparison_table(rows: dict[str, dict], majority: dict | None, intervals: dict[str, Interval] | None = None,
-                     reference: str = REFERENCE) -> str:
+                     reference: str = REFERENCE, n_foreground: int | None = None) -> str:
     """Markdown table of ``variant -> metrics`` with, per variant, its interval against ``reference``.
 
     ``majority``: scores of the majority-class predictor, shown as a last row. A variant marked
-    ``†`` had a seed stopped by the wall-time guard (not comparable).
+    ``†`` had a seed stopped by the wall-time guard (not comparable). ``n_foreground``: the number
+    of non-background classes (None: no background class); columns :func:`degenerate_columns`
+    finds are never marked and their header carries ``‡``.
     """
     intervals = intervals or {}
+    degenerate = degenerate_columns(rows, n_foreground)
     lowest = {}
     for col in COLUMNS:
         values = [v for v in (_get(m, col.key) for m in rows.values()) if v is not None]
-        if col.mark_lowest and values:
+        if col.mark_lowest and values and col.key not in degenerate:
             lowest[col.key] = min(values)
-    headers = [c.header for c in COLUMNS] + ["seeds: test mIoU", f"Δ mIoU vs {reference} [95 % interval]", "verdict"]
+    headers = [f"{c.header} {DEGENERATE_MARK}" if c.key in degenerate else c.header for c in COLUMNS]
+    headers += ["seeds: test mIoU", f"Δ mIoU vs {reference} [95 % interval]", "verdict"]
     lines = ["| variant | " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1) + "---|"]
     for variant, metrics in rows.items():
         cells = []
@@ -169,15 +210,22 @@ def write_comparison(params: Params) -> Path:
     reference = REFERENCE if REFERENCE in tiles else (names[0] if names else REFERENCE)
     intervals = {n: pairs[(n, reference)] for n in names if n != reference}
     first = next(iter(rows.values()))
+    classes, background = params.data.class_names, params.data.background
+    n_foreground = len(classes) - 1 if background in classes else None
     text = [
         f"# Variant comparison ({params.data.name})\n",
         f"Test split ({first.get('n_test_tiles', '?')} tiles), seeds {first.get('seeds', '?')}, all-classes form unless "
         "marked. `val mIoU` (mean best validation mIoU) is what selects; test scores only report. "
         "`mIoU ignore-bg` is the standard form that drops pixels whose truth is background. "
+        "`mF1` counts a class with no true positive as 0; `mF1 (reference)` is the CWSAM reference's "
+        "convention, which leaves such a class out of the mean. "
         "Bold marks only the cheapest cost columns.\n",
         HOW_TO_READ + "\n",
-        comparison_table(rows, majority, intervals, reference),
+        comparison_table(rows, majority, intervals, reference, n_foreground),
     ]
+    note = degenerate_note(degenerate_columns(rows, n_foreground))
+    if note:
+        text.append(note)
     if any(m.get("cut_short") for m in rows.values()):
         text.append("† A seed of this variant was stopped by the `train.max_seconds` guard before its step budget: "
                     "its scores are not comparable and it is never promoted.\n")

@@ -67,8 +67,8 @@ class LowFrequencyPrompts(nn.Module):
 
 
 def reference_init(module: nn.Module) -> None:
-    """The reference's initialisation: truncated normal (std 0.02) linears, He-normal convs
-    (fan-out), zero biases."""
+    """The reference's initialisation of the low-frequency prompt generator: truncated normal
+    (std 0.02) linears, He-normal convs (fan-out), zero biases. Not applied to the adapters."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
@@ -88,13 +88,14 @@ class Cwsam(PeftMethod):
         encoder = sam.image_encoder
         proj = encoder.patch_embed.proj
         opts = self.options.cwsam
-        adapters = inject_adapters(encoder, self.options.adapter.reduction, mlp_mode="parallel", zero_init_up=False)
+        adapters = inject_adapters(encoder, opts.reduction, mlp_mode="parallel", zero_init_up=False)
         self.low_frequency = LowFrequencyPrompts(
             proj.out_channels, len(encoder.blocks), proj.kernel_size[0], opts.low_freq_ratio,
             faithful=opts.mode == "faithful", device=proj.weight.device,
         )
-        for module in [*adapters, self.low_frequency]:
-            reference_init(module)
+        # As the reference: only the prompt generator gets its trunc-normal / He-normal init;
+        # the block adapters keep PyTorch's nn.Linear defaults (kaiming-uniform, uniform bias).
+        reference_init(self.low_frequency)
 
     def block_prompts(self, images: torch.Tensor, patch_tokens: torch.Tensor) -> list[torch.Tensor]:
         return self.low_frequency(images, patch_tokens)
