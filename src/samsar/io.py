@@ -7,6 +7,7 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -88,8 +89,27 @@ def write_text(target: Path | str, text: str) -> None:
 
 
 def write_json(target: Path | str, obj: Any) -> None:
-    """Write JSON (indented, sorted keys) atomically."""
-    write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write strict JSON (indented, sorted keys) atomically.
+
+    NaN and infinities are refused (``json.loads`` elsewhere, JavaScript, ``jq`` reject them): the
+    writer turns an undefined value into None first, e.g. with :func:`finite_or_none`.
+    """
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"{target}: {exc}; write None for an undefined number (samsar.io.finite_or_none)") from exc
+    write_text(target, text + "\n")
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (numpy ones included), in nested dicts/lists, replaced by None."""
+    if isinstance(obj, dict):
+        return {key: finite_or_none(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(value) for value in obj]
+    if isinstance(obj, float) or (hasattr(obj, "dtype") and getattr(obj, "shape", None) == () and obj.dtype.kind == "f"):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 def file_sha256(path: Path | str) -> str:

@@ -55,3 +55,20 @@ def test_figures_are_written_as_png(tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*")), "temporary files left behind"
+
+
+def test_undefined_metrics_are_written_as_null_not_nan(tmp_path):
+    """One class fills the test split: kappa is undefined (NaN from the metrics); metrics files hold null."""
+    import json
+
+    from samsar.io import finite_or_none, write_json
+
+    metrics = segmentation_metrics(np.array([[0, 0, 0], [0, 0, 0], [0, 0, 9]]), NAMES)
+    assert np.isnan(metrics["kappa"])
+    write_json(tmp_path / "m.json", finite_or_none(metrics))
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    written = json.loads((tmp_path / "m.json").read_text(), parse_constant=refuse)
+    assert written["kappa"] is None and written["OA"] == 1.0

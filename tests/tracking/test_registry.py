@@ -208,6 +208,15 @@ def test_other_data_is_refused(params):
     assert aliases(params)["champion"] == champion.version
 
 
+def test_a_champion_with_a_pre_content_hash_is_named_as_such(params):
+    first_champion(params)  # data_hash "abc.dir": a dvc.lock md5 from before content-only hashes
+    fake_trained_variant(params, "lora", tiles_for(0.9, noise=3), val_miou=0.9, data_hash="sha256:0123")
+    register(params, "lora")
+    decision = registry.promote(params)
+    assert not decision.promoted
+    assert any("predates content-only data hashes" in reason for reason in decision.reasons), decision.reasons
+
+
 def test_unknown_data_hash_is_refused(params):
     first_champion(params)
     fake_trained_variant(params, "lora", tiles_for(0.9, noise=3), val_miou=0.9, data_hash="unknown")

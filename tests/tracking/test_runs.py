@@ -1,3 +1,4 @@
+import json
 import time
 
 import pandas as pd
@@ -91,19 +92,40 @@ def test_flatten_params_uses_dotted_keys_and_json_lists(params):
     assert flat["variants"] == '["decoder_only", "lora"]'
 
 
-def test_data_hash_from_dvc_lock_then_manifest_then_unknown(params, tmp_path):
+def _write_processed(folder, source_root, tile_sha="aaa"):
+    folder.mkdir(parents=True)
+    pd.DataFrame({"tile_id": ["t0", "t1"], "split": ["train", "test"], "source_file": [f"{source_root}/scene.tif"] * 2,
+                  "sha256": [tile_sha, "bbb"]}).to_parquet(folder / "manifest.parquet")
+    doc = {"classes": [{"name": "water"}], "tile_size": 64, "notes": [f"read from {source_root}"]}
+    (folder / "dataset.json").write_text(json.dumps(doc))
+
+
+def test_data_hash_is_content_only_whatever_the_checkout_path(params, tmp_path, make_params):
     assert provenance.data_hash(params) == ("unknown", "none")
-    manifest = tmp_path / "data" / "processed" / "manifest.parquet"
-    manifest.parent.mkdir(parents=True)
-    pd.DataFrame({"tile_id": ["a"]}).to_parquet(manifest)
+    _write_processed(tmp_path / "data" / "processed", tmp_path / "data" / "raw")
     digest, source = provenance.data_hash(params)
-    assert source == "manifest" and digest.startswith("sha256:")
-    lock = {"schema": "2.0", "stages": {
-        "preprocess": {"cmd": "samsar preprocess", "outs": [{"path": "data/processed", "hash": "md5", "md5": "abc123.dir"}]},
-        "train@lora": {"cmd": "samsar train", "outs": [{"path": "models/lora", "hash": "md5", "md5": "fff.dir"}]},
-    }}
+    assert source == "content" and digest.startswith("sha256:")
+    # a lock file from another checkout (md5s over machine paths) does not decide the hash
+    lock = {"schema": "2.0", "stages": {"preprocess": {"cmd": "samsar preprocess", "outs": [
+        {"path": "data/processed", "hash": "md5", "md5": "abc123.dir"}]}}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    assert provenance.data_hash(params) == ("abc123.dir", "dvc.lock")
+    assert provenance.data_hash(params) == (digest, "content")
+
+    clone = tmp_path / "elsewhere" / "clone"  # the same data in another checkout: other source paths and notes
+    _write_processed(clone / "data" / "processed", clone / "data" / "raw")
+    assert provenance.data_hash(make_params(clone)) == (digest, "content")
+
+    changed = tmp_path / "changed"  # one tile's content differs
+    _write_processed(changed / "data" / "processed", tmp_path / "data" / "raw", tile_sha="ccc")
+    assert provenance.data_hash(make_params(changed))[0] != digest
+
+
+def test_run_tags_carry_the_content_hash(params, tmp_path):
+    _write_processed(tmp_path / "data" / "processed", tmp_path / "data" / "raw")
+    with training_run(params, "lora", seed=0):
+        pass
+    tags = _only_run(params).data.tags
+    assert tags["data_hash"] == provenance.dataset_hash(params.processed_dir) and tags["data_hash_source"] == "content"
 
 
 def test_unreachable_tracking_at_failure_keeps_the_original_error(params, monkeypatch):
@@ -114,3 +136,37 @@ def test_unreachable_tracking_at_failure_keeps_the_original_error(params, monkey
         with training_run(params, "lora", seed=0) as run:
             monkeypatch.setattr(run.client, "log_batch", server_down)
             raise KeyError("the real problem")
+
+
+def test_runs_carry_source_tags_the_dvc_experiment_and_the_dataset_input(params, tmp_path, monkeypatch):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", "https://token@example.org/team/samsar.git"],
+                   check=True)
+    _write_processed(tmp_path / "data" / "processed", tmp_path / "data" / "raw")
+    monkeypatch.setenv("DVC_STAGE", "train@lora")  # what `dvc exp run` sets for the stage's command
+    monkeypatch.setenv("DVC_EXP_NAME", "wider-lora")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0123abcd" * 5)
+    with training_run(params, "lora", seed=0) as run:
+        pass
+    logged = _only_run(params)
+    tags = logged.data.tags
+    assert tags["mlflow.source.type"] == "JOB" and tags["mlflow.source.name"] == "dvc stage train@lora"
+    assert tags["mlflow.user"] and tags["mlflow.source.git.repoURL"] == "https://example.org/team/samsar.git"
+    assert tags["dvc.exp_name"] == "wider-lora" and tags["dvc.exp_baseline_rev"] == "0123abcd" * 5
+    [dataset_input] = logged.inputs.dataset_inputs
+    digest = provenance.dataset_hash(params.processed_dir)
+    assert dataset_input.dataset.digest == digest[:36] and dataset_input.dataset.name == "testset"
+    assert {t.key: t.value for t in dataset_input.tags}["data_hash"] == digest == tags["data_hash"]
+    assert run.run_id == logged.info.run_id
+
+
+def test_a_plain_command_is_a_local_source(params, monkeypatch):
+    for name in ("DVC_STAGE", "DVC_EXP_NAME", "PREFECT__FLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with training_run(params, "lora", seed=0):
+        pass
+    tags = _only_run(params).data.tags
+    assert tags["mlflow.source.type"] == "LOCAL" and "dvc.exp_name" not in tags
+    assert not _only_run(params).inputs.dataset_inputs  # no processed data yet: nothing to log

@@ -16,7 +16,7 @@ from samsar.training.pretrain import pretrain, summary_path
 from samsar.uncertainty import TileConfusions, miou
 
 
-def test_pretrain_writes_an_official_sam_state_dict(tiny_project):
+def test_pretrain_writes_an_official_sam_state_dict(tiny_project, capsys):
     params = tiny_project({
         "pretrain": {"enabled": True, "output": "models/base/base.pth", "max_steps": 2, "batch_size": 2,
                      "synthetic": {"n_scenes": 2, "scene_size": 96, "looks": 8, "seed": 5, "domain": "source"}},
@@ -33,6 +33,8 @@ def test_pretrain_writes_an_official_sam_state_dict(tiny_project):
     summary = json.loads(summary_path(out).read_text())
     assert summary["steps"] == 2 and summary["cut_short"] is False and 0 <= summary["source_holdout_mIoU"] <= 1
     assert summary["head"] == "light"  # the default: a 1x1 class head, dropped with the checkpoint
+    assert "pretrain: step 2/2 (100 %)" in capsys.readouterr().err  # plain progress off a terminal
+    assert json.loads((out.parent / "base_record.json").read_text())["base"] == "pretrained"
 
 
 def test_pretrain_is_a_no_op_with_a_real_checkpoint_or_when_disabled(tiny_project, tmp_path):
@@ -97,6 +99,7 @@ def test_train_evaluate_card_compare_over_seeds(tiny_project):
         assert section in text
     assert "synthetic" in text and "random weights" in text
     assert f"{on_disk['mIoU']:.3f} ± {on_disk['mIoU_std']:.3f}" in text and "within noise" in text
+    assert "mF1 (reference)" in text and f"| {on_disk['mF1_reference']:.3f} |" in text  # per-seed mean, labelled
     html = (reports / "model_card.html").read_text()
     assert "<table>" in html and html.count("data:image/png;base64,") == 4 and 'src="overlays.png"' not in html
 
@@ -104,3 +107,4 @@ def test_train_evaluate_card_compare_over_seeds(tiny_project):
     assert "| decoder_only |" in comparison and "majority class" in comparison
     assert f"{on_disk['mIoU']:.3f} ± {on_disk['mIoU_std']:.3f}" in comparison
     assert "Not evaluated yet: lora" in comparison
+    assert "mF1 (reference)" in comparison and "no true positive" in comparison

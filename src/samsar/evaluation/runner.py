@@ -16,7 +16,7 @@ from samsar.config import Params
 from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
 from samsar.evaluation.plots import OverlayTile, plot_confusion, plot_history, plot_overlays
 from samsar.evaluation.tiles import fixed_threads, predict_tiles
-from samsar.io import write_json
+from samsar.io import finite_or_none, write_json
 from samsar.uncertainty import TileConfusions, mean_and_std
 
 FIGURES = "figures"  # under reports/<variant>/
@@ -24,7 +24,7 @@ CONFUSION_COUNTS = "confusion_counts.png"
 CONFUSION_NORMALIZED = "confusion_normalized.png"
 OVERLAYS = "overlays.png"
 TRAINING_CURVES = "training_curves.png"
-SUMMARY_KEYS = ("mIoU", "mF1", "OA", "kappa", "FWIoU")
+SUMMARY_KEYS = ("mIoU", "mF1", "mF1_reference", "OA", "kappa", "FWIoU")
 
 
 def adapter_dir(params: Params, variant: str) -> Path:
@@ -142,6 +142,8 @@ def evaluate_variant(params: Params, variant: str) -> dict:
         })
     tiles = TileConfusions(confusion, tuple(r["seed"] for r in runs), tuple(tile_ids), tuple(info.class_names))
     tiles.save(tiles_path(params, variant))
+    # A metric undefined on this test split (e.g. kappa when one class fills it) is written as null, not NaN.
+    per_seed = finite_or_none(per_seed)
     write_json(seeds_path(params, variant), {"variant": variant, "seeds": [_seed_row(m) for m in per_seed]})
 
     majority_index = int(np.argmax(train_counts))
@@ -172,6 +174,7 @@ def evaluate_variant(params: Params, variant: str) -> dict:
         "artifact_bytes": directory_bytes(adapter_dir(params, variant)),
         "base_id": summary["base_id"],
     })
+    metrics = finite_or_none(metrics)
     write_json(params.metrics_path(variant), metrics)
 
     out = figures_dir(params, variant)
@@ -187,8 +190,8 @@ def evaluate_variant(params: Params, variant: str) -> dict:
         figures.append(plot_history(history, out / TRAINING_CURVES, title=f"{variant}: training"))
     _log_to_runs(params, variant, per_seed, summary["selected_seed"], figures)
     Console(stderr=True).print(
-        f"evaluate {variant}: test mIoU {metrics['mIoU']:.3f} ± {metrics['mIoU_std']:.3f} over seeds {metrics['seeds']} "
-        f"(majority-class {metrics['majority_mIoU']:.3f}), kappa {metrics['kappa']:.3f} -> {params.metrics_path(variant)}"
+        f"evaluate {variant}: test mIoU {_num(metrics['mIoU'])} ± {_num(metrics['mIoU_std'])} over seeds {metrics['seeds']} "
+        f"(majority-class {_num(metrics['majority_mIoU'])}), kappa {_num(metrics['kappa'])} -> {params.metrics_path(variant)}"
     )
     return metrics
 
@@ -214,6 +217,11 @@ def _tile_confusions(params: Params, adapter: Path, info, test, chosen: set[str]
             if overlays is not None and tile in chosen:
                 overlays[tile] = (label[i], pred[i])
     return out
+
+
+def _num(value: float | None) -> str:
+    """A metric for the console: 3 decimals, ``n/a`` when undefined."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _seed_row(metrics: dict) -> dict:

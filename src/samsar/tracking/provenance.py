@@ -8,14 +8,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from samsar.config import Params
 from samsar.io import file_sha256
 
 UNKNOWN = "unknown"
-# DVC stages whose outputs are the dataset a model is trained and tested on.
-DATA_STAGES = ("preprocess", "validate")
 
 
 def git_sha(root: Path) -> str:
@@ -33,38 +29,17 @@ def _git(root: Path, *args: str) -> str:
 
 
 def data_hash(params: Params) -> tuple[str, str]:
-    """``(hash, source)`` identifying the processed dataset.
+    """``(hash, source)`` identifying the processed dataset by its content only.
 
-    From ``dvc.lock``: the md5 of the outputs of the preprocess/validate stages (what DVC
-    itself uses to decide the data changed). Without a lock file: ``sha256:`` of
-    ``manifest.parquet``. Neither: ``("unknown", "none")``.
+    ``(dataset_hash(processed_dir), "content")`` when the manifest and ``dataset.json`` exist, else
+    ``("unknown", "none")``. Not the md5s of ``dvc.lock`` nor the manifest file's bytes: the manifest
+    names each tile's source file by its machine path, so identical data in two checkouts would
+    hash differently and the promotion gate would refuse a model trained on the same data.
     """
-    lock = params.path("dvc.lock")
-    if lock.is_file():
-        digest = _dvc_lock_data_hash(lock, params)
-        if digest:
-            return digest, "dvc.lock"
-    manifest = params.processed_dir / "manifest.parquet"
-    if manifest.is_file():
-        return "sha256:" + file_sha256(manifest), "manifest"
+    processed = params.processed_dir
+    if (processed / "manifest.parquet").is_file() and (processed / "dataset.json").is_file():
+        return dataset_hash(processed), "content"
     return UNKNOWN, "none"
-
-
-def _dvc_lock_data_hash(lock: Path, params: Params) -> str | None:
-    stages: dict[str, Any] = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    outs = {
-        out["path"]: out.get("md5") or out.get("hash")
-        for name, stage in stages.items()
-        if name in DATA_STAGES
-        for out in stage.get("outs", [])
-    }
-    processed = str(params.data.processed_dir)
-    if processed in outs:
-        return outs[processed]
-    if not outs:
-        return None
-    # Several data outputs: one digest over all of them, in a stable order.
-    return "md5:" + hashlib.md5(json.dumps(sorted(outs.items())).encode()).hexdigest()
 
 
 def dataset_hash(processed_dir: Path) -> str:

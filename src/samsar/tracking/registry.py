@@ -421,8 +421,10 @@ def gate(
             checks.append(Check(False, "data hash unknown: cannot confirm both were tested on the same data"))
         else:
             same = new_hash == old_hash
+            hint = ("; the champion's hash predates content-only data hashes: register a model retrained on this data"
+                    if new_hash.startswith("sha256:") != old_hash.startswith("sha256:") else "")
             checks.append(Check(same, f"same data hash ({new_hash})" if same
-                                else f"data hash differs ({new_hash} vs champion {old_hash})"))
+                                else f"data hash differs ({new_hash} vs champion {old_hash}){hint}"))
 
     with tempfile.TemporaryDirectory(prefix="samsar-tiles-") as tmp, _quiet_downloads():
         tiles = _download_tiles(mlflow_client, candidate, Path(tmp) / "candidate")

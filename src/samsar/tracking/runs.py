@@ -10,8 +10,10 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -88,12 +90,68 @@ def _param_value(value: Any) -> str:
     return text
 
 
+# Environment variables naming who launched the command: DVC (`dvc repro`, `dvc exp run`) or a
+# Prefect worker's flow run. Under any of them the run is a JOB rather than a LOCAL command.
+DVC_STAGE, DVC_EXP_NAME, DVC_EXP_BASELINE_REV = "DVC_STAGE", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"
+JOB_ENV = (DVC_STAGE, DVC_EXP_NAME, "PREFECT__FLOW_RUN_ID")
+
+
+def source_tags(params: Params) -> dict[str, str]:
+    """MLflow's standard source tags (``mlflow.user``, ``mlflow.source.name``/``.type``,
+    ``mlflow.source.git.repoURL`` when the checkout has a remote) and, under ``dvc exp run``, the
+    experiment's name and baseline revision (``dvc.exp_name``, ``dvc.exp_baseline_rev``)."""
+    from mlflow.entities import SourceType
+    from mlflow.tracking.context.default_context import DefaultRunContext
+    from mlflow.utils.git_utils import get_git_repo_url
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_REPO_URL, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
+
+    tags = DefaultRunContext().tags()  # user, entry point (sys.argv[0]), LOCAL
+    if any(os.environ.get(name) for name in JOB_ENV):
+        tags[MLFLOW_SOURCE_TYPE] = SourceType.to_string(SourceType.JOB)
+    if os.environ.get(DVC_STAGE):
+        tags[MLFLOW_SOURCE_NAME] = f"dvc stage {os.environ[DVC_STAGE]}"
+    url = get_git_repo_url(str(params.root))  # credentials stripped by MLflow
+    if url:
+        tags[MLFLOW_GIT_REPO_URL] = url
+    if os.environ.get(DVC_EXP_NAME):
+        tags["dvc.exp_name"] = os.environ[DVC_EXP_NAME]
+        tags["dvc.exp_baseline_rev"] = os.environ.get(DVC_EXP_BASELINE_REV, provenance.UNKNOWN)
+    return tags
+
+
+def log_dataset_input(client: MlflowClient, run_id: str, params: Params, digest: str) -> None:
+    """Log the processed dataset (its manifest: one row per tile) as the run's MLflow dataset input.
+
+    MLflow keeps at most 36 characters of a digest, so the dataset's digest is the data hash cut to
+    that length; the full hash is the input's ``data_hash`` tag (and the run's ``data_hash`` tag).
+    """
+    import mlflow.data
+    import pandas as pd
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+    from mlflow.utils.validation import MAX_DATASET_DIGEST_SIZE
+
+    manifest = params.processed_dir / "manifest.parquet"
+    if not manifest.is_file() or digest == provenance.UNKNOWN:
+        return
+    with warnings.catch_warnings():  # MLflow registers two local-file source classes of one name and says so
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        dataset = mlflow.data.from_pandas(pd.read_parquet(manifest), source=params.processed_dir.resolve().as_uri(),
+                                          name=params.data.name, digest=digest[:MAX_DATASET_DIGEST_SIZE])
+        entity = dataset._to_mlflow_entity()  # infers the schema (warns about integer columns)
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), InputTag("data_hash", digest)]
+    client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=tags)])
+
+
 def run_tags(params: Params, variant: str) -> dict[str, str]:
-    """Tags every training run carries: what was trained, on which code, data and base model."""
+    """Tags every training run carries: what was trained, on which code, data and base model, and
+    where it was launched from (:func:`source_tags`)."""
     sha = provenance.git_sha(params.root)
     digest, digest_source = provenance.data_hash(params)
     checkpoint = provenance.base_checkpoint_path(params)
     return {
+        **source_tags(params),
         "mlflow.runName": variant,
         "variant": variant,
         "backbone": params.model.backbone,
@@ -120,6 +178,7 @@ def variant_run(params: Params, variant: str) -> Iterator[RunHandle]:
     handle = RunHandle(client, run.info.run_id, params)
     with _ending_run(handle), _system_metrics(params, handle):
         handle.log_params(flatten_params(params))
+        log_dataset_input(client, handle.run_id, params, tags["data_hash"])
         yield handle
 
 
@@ -143,6 +202,7 @@ def training_run(params: Params, variant: str, seed: int, parent_run_id: str | N
     handle = RunHandle(client, run.info.run_id, params)
     with _ending_run(handle):
         handle.log_params({**flatten_params(params), "seed": seed})
+        log_dataset_input(client, handle.run_id, params, tags["data_hash"])
         yield handle
 
 

@@ -38,18 +38,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from rich.console import Console
-from tqdm import tqdm
 
 from samsar.config import Params
 from samsar.data.errors import DataError
 from samsar.errors import Interrupted, TrainingError
 from samsar.evaluation.metrics import format_metric, segmentation_metrics
 from samsar.evaluation.tiles import autocast_for, dataset_confusion, tile_logits
-from samsar.io import atomic_path, write_json, write_text
+from samsar.io import atomic_path, finite_or_none, write_json, write_text
 from samsar.training.augment import augment_batch
 from samsar.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from samsar.training.distributed import DistContext, all_reduce_sum, broadcast_flag, distributed_context
 from samsar.training.losses import SegmentationLoss, class_weights_from_counts
+from samsar.training.progress import Progress
 from samsar.training.schedules import WarmupCosine
 from samsar.uncertainty import mean_and_std
 
@@ -123,7 +123,7 @@ def train_variant(params: Params, variant: str, resume: bool = False, force_resu
                 for summary in summaries:
                     out = seed_dir(params, variant, summary["seed"])
                     summary["mlflow_run_id"] = log_seed_run(params, variant, summary, out, parent_handle.run_id)
-                    write_json(out / "train_summary.json", summary)
+                    write_json(out / "train_summary.json", finite_or_none(summary))
             summary = _write_variant_outputs(params, variant, summaries)
             if parent_handle is not None:
                 parent_handle.set_tags({"selected_seed": summary["selected_seed"], "cut_short": summary["cut_short"]})
@@ -347,7 +347,7 @@ def _write_variant_outputs(params: Params, variant: str, summaries: list[dict]) 
         "cut_short": any(s["cut_short"] for s in summaries),
         "runs": summaries,
     }
-    write_json(out / "train_summary.json", summary)
+    write_json(out / "train_summary.json", finite_or_none(summary))
     Console(stderr=True).print(
         f"train {variant}: {len(summaries)} seeds, best val mIoU {format_metric(val_mean)} ± {format_metric(val_std)}, "
         f"steps {summary['steps']}; seed {selected['seed']} (best validation) -> {out / 'adapter'}"
@@ -457,8 +457,7 @@ class Trainer:
         def elapsed() -> float:
             return state.elapsed + time.perf_counter() - session_start
 
-        bar = tqdm(total=self.total_steps, initial=state.step, desc=f"{self.variant} seed {self.seed}", unit="step",
-                   disable=None if self.ctx.is_main else True, dynamic_ncols=True)
+        bar = Progress(self.total_steps, f"{self.variant} seed {self.seed}", initial=state.step, enabled=self.ctx.is_main)
         self.segmenter.train()
         try:
             # batches_done: a checkpoint saved at the last step still has that epoch's validation to run
@@ -510,8 +509,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             state.step += 1
             self.scheduler.step(state.step / self.total_steps)
-            bar.update(1)
             bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.3f}", lr=f"{self.scheduler.last_lr():.2e}")
+            bar.update(1)
             self._stop_if_signalled(state, elapsed)
             if self.cfg.checkpoint_every and state.step % self.cfg.checkpoint_every == 0:
                 self._save_checkpoint(state, elapsed())
@@ -672,7 +671,7 @@ class Trainer:
                                 f"was written; check train.epochs and train.max_steps")
         save_adapter(self.segmenter, self.out_dir / "adapter", self._adapter_meta())
         _write_history(self.out_dir / "history.csv", state.history)
-        write_json(self.out_dir / "train_summary.json", summary)
+        write_json(self.out_dir / "train_summary.json", finite_or_none(summary))
         Console(stderr=True).print(
             f"train {self.variant} seed {self.seed}: best val mIoU {format_metric(summary['best_val_mIoU'])} at epoch "
             f"{summary['best_epoch']}, {summary['steps']}/{self.total_steps} steps in {summary['train_seconds']:.0f} s "

@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from tqdm import tqdm
 
 from samsar.config import Params
 from samsar.data.scaling import SarScaler
 from samsar.data.synthetic import SOURCE_CLASSES, generate_scene
 from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
 from samsar.evaluation.tiles import autocast_for, fixed_threads
-from samsar.io import atomic_path, write_json
+from samsar.io import atomic_path, finite_or_none, write_json
 from samsar.training.augment import augment_batch, random_crop_pair
 from samsar.training.losses import SegmentationLoss, class_weights_from_counts
+from samsar.training.progress import Progress
 from samsar.training.schedules import WarmupCosine
 
 SAM_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
@@ -39,6 +39,32 @@ HOLDOUT_SCENES = 2  # source scenes kept aside to report how well the base fits 
 def summary_path(output: Path) -> Path:
     """The JSON written beside the base checkpoint (steps, time, source-domain mIoU)."""
     return output.with_suffix(".json")
+
+
+BASE_RECORD = "base_record.json"
+
+
+def base_record_path(params: Params) -> Path:
+    """The JSON naming the base the variants start from, written by every ``samsar pretrain`` (also
+    when it trains nothing), so the stage's DVC output (the folder of ``pretrain.output``) always exists."""
+    return params.path(params.pretrain.output).parent / BASE_RECORD
+
+
+def write_base_record(params: Params, kind: str, note: str) -> Path:
+    """Record the base: ``random-init``, ``checkpoint`` (``model.checkpoint``) or ``pretrained`` (the stand-in)."""
+    from samsar.tracking.provenance import base_checkpoint_id, base_checkpoint_path
+
+    checkpoint = base_checkpoint_path(params)
+    record = base_record_path(params)
+    write_json(record, {
+        "base": kind,
+        "checkpoint": str(checkpoint.relative_to(params.root) if checkpoint.is_relative_to(params.root) else checkpoint)
+        if checkpoint else None,
+        "base_id": base_checkpoint_id(params),  # sha256 of the checkpoint, or "random-init"
+        "backbone": params.model.backbone,
+        "note": note,
+    })
+    return record
 
 
 PREFETCH_SCENES = 4  # scenes generated ahead, in a helper process, while the model trains
@@ -101,10 +127,12 @@ def pretrain(params: Params) -> Path | None:
     """
     console = Console(stderr=True)
     if params.model.checkpoint is not None:
-        console.print(f"pretrain: skipped, model.checkpoint is set ({params.model.checkpoint}); variants adapt that base")
+        note = f"pretrain skipped: model.checkpoint is set ({params.model.checkpoint}); variants adapt that base"
+        console.print(f"{note} (recorded in {write_base_record(params, 'checkpoint', note)})")
         return params.path(params.model.checkpoint)
     if not params.pretrain.enabled:
-        console.print("pretrain: skipped, pretrain.enabled is false; variants start from a random encoder")
+        note = "pretrain skipped: pretrain.enabled is false; variants start from a random encoder"
+        console.print(f"{note} (recorded in {write_base_record(params, 'random-init', note)})")
         return None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
@@ -140,7 +168,7 @@ def _pretrain(params: Params, device: torch.device, scenes: SourceScenes, consol
 
     start = time.perf_counter()
     losses: list[float] = []
-    bar = tqdm(total=cfg.max_steps, desc="pretrain", unit="step", disable=None, dynamic_ncols=True)
+    bar = Progress(cfg.max_steps, "pretrain")
     segmenter.train()
     step = 0
     cut_short = False
@@ -159,8 +187,8 @@ def _pretrain(params: Params, device: torch.device, scenes: SourceScenes, consol
         scheduler.step(step / cfg.max_steps)
         scenes.refresh(step)
         losses.append(float(loss.detach()))
-        bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{scheduler.last_lr():.2e}")
+        bar.update(1)
     bar.close()
     seconds = time.perf_counter() - start
 
@@ -169,7 +197,7 @@ def _pretrain(params: Params, device: torch.device, scenes: SourceScenes, consol
     with atomic_path(output) as tmp:
         torch.save(state, tmp)
     holdout = _holdout_miou(segmenter, scenes, device, train_cfg.precision)
-    write_json(summary_path(output), {
+    write_json(summary_path(output), finite_or_none({  # a diverged loss is written as null
         "steps": step,
         "max_steps": cfg.max_steps,
         "cut_short": cut_short,
@@ -181,7 +209,8 @@ def _pretrain(params: Params, device: torch.device, scenes: SourceScenes, consol
         "head": cfg.head,
         "backbone": params.model.backbone,
         "image_size": params.model.image_size,
-    })
+    }))
+    write_base_record(params, "pretrained", f"the stand-in base trained by samsar pretrain ({step}/{cfg.max_steps} steps)")
     console.print(f"pretrain: {step}/{cfg.max_steps} steps in {seconds:.0f} s, source-domain holdout mIoU {holdout:.3f} -> {output}"
                   + (" [yellow]CUT SHORT by pretrain.max_seconds[/]" if cut_short else ""))
     return output
