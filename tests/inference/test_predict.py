@@ -15,6 +15,7 @@ from predict_helpers import (
 from typer.testing import CliRunner
 
 from samsar.cli import app
+from samsar.data.scaling import SarScaler
 from samsar.inference.outputs import NODATA_CLASS
 from samsar.inference.predict import PredictError, load_model, output_paths, predict_scene, resolve_model
 from samsar.inference.predictor import Predictor
@@ -246,3 +247,18 @@ def test_predict_from_a_registered_model(tmp_path, intensity_adapter, monkeypatc
     with rasterio.open(registered.class_map) as a, rasterio.open(local.class_map) as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
     assert list(cwd.iterdir()) == []  # no default store (mlflow.db, mlruns/) was created
+
+
+def test_a_pixel_masked_in_one_used_band_is_nodata(tmp_path):
+    """As in preprocess: nodata in any used band (here VV at the file's nodata, VH valid) makes the
+    pixel nodata; GDAL's dataset mask alone would call it valid and classify a -9999 dB value."""
+    scaler = SarScaler(input_kind="db", to_db=False, low=(-25.0, -30.0), high=(0.0, -5.0))
+    adapter = make_adapter(tmp_path / "dual", scaler, 64)
+    vv = np.full((70, 90), -12.0, np.float32)
+    vh = np.full((70, 90), -19.0, np.float32)
+    vv[:, :10] = -9999.0  # VV has no data in the first ten columns; VH does
+    scene = write_geotiff(tmp_path / "s1.tif", np.stack([vv, vh], axis=-1), nodata=-9999.0)
+    predict_scene(adapter, scene, tmp_path / "classes.tif", device="cpu")
+    with rasterio.open(tmp_path / "classes.tif") as ds:
+        classes = ds.read(1)
+    assert (classes[:, :10] == 255).all() and (classes[:, 10:] != 255).all()

@@ -195,6 +195,7 @@ def predict_scene(
         segmenter, meta = load_model(resolve_model(model, params, Path(download_dir)), params)
         predictor = Predictor(segmenter, meta, device=device, batch_size=batch_size, overlap=overlap)
         _check_bands(scene, predictor)
+        scene.used_bands = predictor.scaler.bands
         colors = [tuple(c) for c in meta["class_colors"]]
         counter = ClassCounter(predictor.num_classes)
         preview = PreviewSampler(scene.height, scene.width)

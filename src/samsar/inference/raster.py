@@ -52,22 +52,26 @@ class SceneReader:
         transform = self._ds.transform
         self.georeferenced = self.crs is not None or transform != Affine.identity()
         self.transform = transform if self.georeferenced else None
+        # 0-based bands the model uses (the scaler's data.bands; () = all): a pixel is nodata when
+        # any of them is masked or not finite, as in preprocess.
+        self.used_bands: tuple[int, ...] = ()
 
     def read_block(self, row0: int, row1: int, col0: int, col1: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``[row0, row1)`` x columns ``[col0, col1)``: raw pixels ``(h, w)`` or ``(h, w, C)`` in the
-        file's dtype, and a validity mask ``(h, w)`` (False where the file's nodata/mask says so or a
-        value is not finite)."""
+        file's dtype, and a validity mask ``(h, w)`` (False where the file's nodata/mask of a used band
+        says so or a used value is not finite)."""
         window = Window(col0, row0, col1 - col0, row1 - row0)
+        used = [b + 1 for b in self.used_bands] or list(range(1, self.count + 1))
         try:
             with ignore_missing_georeference():
                 bands = self._ds.read(window=window)
-                valid = self._ds.dataset_mask(window=window) > 0
+                valid = (self._ds.read_masks(used, window=window) > 0).all(axis=0)
         except RasterioError as exc:
             raise PredictError(
                 f"{self.path}: read failed at rows {row0}-{row1}, columns {col0}-{col1} ({exc}); the file may be truncated"
             ) from exc
         if np.issubdtype(bands.dtype, np.floating):
-            valid &= np.isfinite(bands).all(axis=0)
+            valid &= np.isfinite(bands[[b - 1 for b in used]]).all(axis=0)
         raw = bands[0] if self.count == 1 else np.moveaxis(bands, 0, -1)
         return raw, valid
 
