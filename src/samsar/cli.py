@@ -74,10 +74,12 @@ ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameters file
 VariantOpt = Annotated[str, typer.Option("--variant", "-v", help="Variant name from params.yaml `variants`.")]
 
 
-def _params(path: Path) -> Params:
+def _params(path: Path, inputs: bool = False) -> Params:
+    """The validated params; ``inputs``: the command reads the source data or the base checkpoint,
+    so their paths must exist."""
     from samsar.models.variants import VARIANTS
 
-    params = load_params(path, known_variants=VARIANTS)
+    params = load_params(path, known_variants=VARIANTS, check_inputs=inputs)
     _keep_tool_state_in_project(params.root)
     return params
 
@@ -101,7 +103,7 @@ def prepare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Get raw data into data/raw (synthetic generator, FUSAR-Map, image folder or one scene)."""
     from samsar.data.prepare import prepare as run
 
-    run(_params(params))
+    run(_params(params, inputs=True))
 
 
 @app.command()
@@ -109,7 +111,7 @@ def preprocess(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """SAR scaling, tiling, spatial split and manifest into data/processed."""
     from samsar.data.preprocess import preprocess as run
 
-    run(_params(params))
+    run(_params(params, inputs=True))
 
 
 @app.command()
@@ -125,7 +127,7 @@ def validate(params: ParamsOpt = DEFAULT_PARAMS) -> None:
 @app.command()
 def pretrain(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Train the stand-in base model on the source domain (skipped when a real checkpoint is set)."""
-    p = _params(params)
+    p = _params(params, inputs=True)
     from samsar.training.pretrain import pretrain as run
 
     run(p)
@@ -142,7 +144,7 @@ def train(
     flow: Annotated[bool, typer.Option(help="Run as a Prefect flow (local ephemeral mode).")] = True,
 ) -> None:
     """Train one variant (as a Prefect flow run, in-process)."""
-    p = _params(params)
+    p = _params(params, inputs=True)
     _check_variant(p, variant)
     if flow:
         from pipelines.flows import train_flow
@@ -157,7 +159,7 @@ def train(
 @app.command()
 def evaluate(variant: VariantOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Test-split metrics, confusion matrices and overlays for one variant."""
-    p = _params(params)
+    p = _params(params, inputs=True)
     _check_variant(p, variant)
     from samsar.evaluation.runner import evaluate_variant
 

@@ -435,10 +435,13 @@ class ParamsError(SamsarError, ValueError):
     """params.yaml is missing or invalid; the message names the file and the field."""
 
 
-def load_params(path: Path | str = DEFAULT_PARAMS, known_variants: Iterable[str] | None = None) -> Params:
+def load_params(path: Path | str = DEFAULT_PARAMS, known_variants: Iterable[str] | None = None,
+                check_inputs: bool = True) -> Params:
     """Read and validate a params file; relative paths resolve against its folder.
 
     With ``known_variants`` (the method registry's names), every entry of ``variants`` must be one.
+    ``check_inputs``: the selected source's paths and ``model.checkpoint`` must exist (commands
+    that never read them, such as ``predict`` or ``register``, pass False).
     """
     path = Path(path)
     if not path.is_file():
@@ -454,7 +457,7 @@ def load_params(path: Path | str = DEFAULT_PARAMS, known_variants: Iterable[str]
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(f"{path}: " + "; ".join(_describe(error) for error in exc.errors())) from exc
-    problems = _missing_paths(params)
+    problems = _missing_paths(params) if check_inputs else []
     if known_variants is not None:
         problems += _unknown_variants(params.variants, sorted(known_variants))
     if problems:

@@ -221,7 +221,7 @@ def test_variant_typo(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-@pytest.mark.fault("One-line errors", "`model.checkpoint` that is not a SAM checkpoint (garbage bytes, or a pickle of code objects)", "exit 1: `<file>: not a readable tensor-only checkpoint (truncated, corrupt, or pickling objects other than tensors, which are never loaded); ...`; the pickle is never executed")
+@pytest.mark.fault("One-line errors", "`model.checkpoint` that is not a SAM checkpoint (garbage bytes, or a pickle of code objects)", "exit 1: `<file>: not a readable tensor-only checkpoint (truncated, corrupt, or pickling objects other than tensors, which are never loaded); ...`; no variant output is written")
 @pytest.mark.parametrize("payload", ["garbage", "pickle"])
 def test_bad_base_checkpoint(tmp_path, payload):
     import torch
@@ -243,3 +243,12 @@ def test_bad_base_checkpoint(tmp_path, payload):
     result = samsar("train", "--variant", "decoder_only", "--params", params, "--no-flow", cwd=tmp_path)
     assert_one_line_error(result, "sam.pth: not a readable tensor-only checkpoint")
     assert not (tmp_path / "models" / "decoder_only").exists()
+
+
+@pytest.mark.fault("Faults", "`samsar predict --params` of a project whose source data or base checkpoint path is gone (a copied project)", "predict, register and the other commands that never read them run; only prepare, preprocess, pretrain, train and evaluate stop with `data.folder.root: <path> does not exist; ...` (exit 2)")
+def test_missing_inputs_only_stop_the_commands_that_read_them(adapter, scene, tmp_path):
+    params = _params_with(tmp_path, lambda raw: raw["data"].update(source="folder", folder={"root": "moved-away"}))
+    result = samsar_in_process("predict", "--model", adapter, "-i", scene, "-o", tmp_path / "classes.tif",
+                               "--device", "cpu", "--params", params)
+    assert result.returncode == 0, result.stderr
+    assert_one_line_error(samsar_in_process("preprocess", "--params", params), "data.folder.root: ", "does not exist", code=2)
