@@ -34,7 +34,7 @@ class _ErrorBoundary(TyperGroup):
         try:
             return super().invoke(ctx)
         except (SamsarError, OSError, KeyboardInterrupt) as exc:
-            if _debug(ctx):
+            if debug_enabled():  # SAMSAR_DEBUG, also set by --debug (see _options)
                 raise
             if isinstance(exc, KeyboardInterrupt):
                 signum, hint = (exc.signum, exc.hint) if isinstance(exc, Interrupted) else (signal.SIGINT, "")
@@ -46,10 +46,6 @@ class _ErrorBoundary(TyperGroup):
             raise typer.Exit(code) from exc
         finally:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _debug(ctx: typer.Context) -> bool:
-    return bool(ctx.params.get("debug")) or debug_enabled()
 
 
 app = typer.Typer(

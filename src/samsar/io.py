@@ -28,13 +28,13 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
     except OSError as exc:  # name the output, not the temporary name
-        raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
+        raise _named(exc, target) from exc
     try:
         try:
             yield tmp
         except OSError as exc:  # name the output, not the temporary name
             if exc.strerror and exc.filename and str(exc.filename).startswith(str(tmp)):
-                raise type(exc)(exc.errno, exc.strerror, str(target) + str(exc.filename)[len(str(tmp)):]) from exc
+                raise _named(exc, str(target) + str(exc.filename)[len(str(tmp)):]) from exc
             raise
         _umask_permissions(tmp)
         target_is_dir = target.is_dir() and not target.is_symlink()
@@ -56,8 +56,13 @@ def name_os_errors(path: Path | str) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.strerror and not exc.filename:
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+            raise _named(exc, path) from exc
         raise
+
+
+def _named(exc: OSError, filename: Path | str) -> OSError:
+    """The same OSError (type, errno, message) naming ``filename`` instead."""
+    return type(exc)(exc.errno, exc.strerror, str(filename))
 
 
 def _replace_dir(new: Path, target: Path) -> None:
