@@ -10,9 +10,15 @@ whose contents change. Failures are retried only when a retry can help (see :fun
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import TaskRun
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import wait
 from prefect.runtime import task_run as current_task_run
@@ -78,6 +84,146 @@ if not PREFECT_API_URL.value():
 
     if hasattr(_prefect_server, "subprocess"):  # Prefect's internals: leave a version without it alone
         _prefect_server.subprocess = _SubprocessInOwnSession()
+
+
+SAMSAR_LOGGER = "samsar"
+OUTPUT_LOGGER = "samsar.output"  # lines samsar and its child processes print, as flow-run logs
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_PUMP_JOIN_SECONDS = 10.0  # after the flow: how long a child that still holds the pipe may keep it
+
+
+class _InFlowRun(logging.Filter):
+    """Give records logged outside a flow or task run context (other threads) this flow run's id, so
+    Prefect's API handler files them under it instead of warning and dropping them."""
+
+    def __init__(self, flow_run_id: str) -> None:
+        super().__init__()
+        self.flow_run_id = flow_run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "flow_run_id", None) is None and FlowRunContext.get() is None and TaskRunContext.get() is None:
+            record.flow_run_id = self.flow_run_id
+        return True
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _console_handlers() -> list[tuple[logging.StreamHandler, int]]:
+    """Logging handlers writing to this process's stdout or stderr, with that descriptor."""
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    found, seen = [], set()
+    for lg in loggers:
+        for handler in lg.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
+                    and id(handler) not in seen and _fileno(handler.stream) in (1, 2):
+                seen.add(id(handler))
+                found.append((handler, _fileno(handler.stream)))
+    return found
+
+
+def _pump(read_fd: int, echo_fd: int, logger: logging.Logger, flow_run_id: str) -> None:
+    """Copy each line from the pipe to ``echo_fd`` (the worker's console) and log it into the flow run."""
+    with os.fdopen(read_fd, "rb") as pipe:
+        for raw in pipe:
+            with contextlib.suppress(OSError):
+                os.write(echo_fd, raw)
+            text = _ANSI.sub("", raw.decode("utf-8", errors="replace")).rstrip()
+            text = text.rsplit("\r", 1)[-1].strip()  # a redrawn progress line: its last state
+            if text:
+                logger.info(text, extra={"flow_run_id": flow_run_id})
+
+
+@contextlib.contextmanager
+def output_to_run_logs(flow_run_id: str) -> Iterator[None]:
+    """For the block: what this process and its children print (training progress, metrics, the
+    promotion table) and ``samsar.*`` log records go to the flow run's logs as well as the console.
+
+    stdout and stderr are replaced, at the descriptor level so that child processes (seed
+    processes) are included, by pipes read by threads; Prefect's own console handlers are pointed
+    at the real console meanwhile, so its lines are not logged twice.
+    """
+    from prefect.logging.handlers import APILogHandler
+
+    samsar_logger, output_logger = logging.getLogger(SAMSAR_LOGGER), logging.getLogger(OUTPUT_LOGGER)
+    api = APILogHandler()
+    api.addFilter(_InFlowRun(flow_run_id))
+    saved_levels = samsar_logger.level, output_logger.level, output_logger.propagate
+    saved_streams = sys.stdout, sys.stderr
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    consoles = {fd: open(os.dup(saved[fd]), "w", buffering=1, encoding="utf-8", errors="replace") for fd in (1, 2)}
+    swapped = []
+    for handler, fd in _console_handlers():
+        console = getattr(handler, "console", None)  # Prefect's rich console handler prints through it
+        # rich's Console keeps None for "sys.stdout/stderr at print time": restore that, not today's stream.
+        swapped.append((handler, handler.setStream(consoles[fd]), console, getattr(console, "_file", None)))
+        if console is not None:
+            console.file = consoles[fd]
+    pumps = []
+    try:
+        for fd in (1, 2):
+            read_fd, write_fd = os.pipe()
+            os.dup2(write_fd, fd)
+            os.close(write_fd)
+            pump = threading.Thread(target=_pump, args=(read_fd, saved[fd], output_logger, flow_run_id),
+                                    name=f"samsar-output-{fd}", daemon=True)
+            pump.start()
+            pumps.append(pump)
+        # Python-level streams onto the descriptors too (they may have been replaced, e.g. by a test runner).
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+        samsar_logger.addHandler(api)
+        output_logger.addHandler(api)
+        output_logger.propagate = False  # the console has the raw line already
+        if samsar_logger.getEffectiveLevel() > logging.INFO:
+            samsar_logger.setLevel(logging.INFO)
+        output_logger.setLevel(logging.INFO)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        sys.stdout, sys.stderr = saved_streams
+        for fd in (1, 2):
+            os.dup2(saved[fd], fd)  # closes this process's write ends: the pumps reach EOF
+        for pump in pumps:
+            pump.join(_PUMP_JOIN_SECONDS)
+        samsar_logger.removeHandler(api)
+        output_logger.removeHandler(api)
+        samsar_logger.setLevel(saved_levels[0])
+        output_logger.setLevel(saved_levels[1])
+        output_logger.propagate = saved_levels[2]
+        for handler, stream, console, file in swapped:
+            handler.setStream(stream)
+            if console is not None:
+                console._file = file
+        for fd in (1, 2):
+            os.close(saved[fd])
+            with contextlib.suppress(OSError):
+                consoles[fd].close()
+
+
+@contextlib.contextmanager
+def _forwarded_output() -> Iterator[None]:
+    """:func:`output_to_run_logs` for a flow run a worker (or ``serve``) runs from a deployment; a
+    local run (``samsar train``) keeps its terminal as it is."""
+    ctx = FlowRunContext.get()
+    flow_run = ctx.flow_run if ctx else None
+    if flow_run is None or flow_run.deployment_id is None or os.environ.get("SAMSAR_OUTPUT_FORWARDED"):
+        yield
+        return
+    os.environ["SAMSAR_OUTPUT_FORWARDED"] = "1"  # once per process (child processes inherit the pipe)
+    try:
+        with output_to_run_logs(str(flow_run.id)):
+            yield
+    finally:
+        os.environ.pop("SAMSAR_OUTPUT_FORWARDED", None)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -138,7 +284,16 @@ def evaluate_task(params_path: str, variant: str, adapter_dir: str) -> str:
     if not (Path(adapter_dir) / "adapter.json").is_file():
         raise FileNotFoundError(f"{adapter_dir}: no adapter.json; the train task did not produce an adapter")
     evaluate_variant(params, variant)
-    return str(params.metrics_path(variant))
+    metrics_file = params.metrics_path(variant)
+    metrics = json.loads(metrics_file.read_text())
+    get_run_logger().info("%s test metrics: %s", variant, ", ".join(
+        f"{key} {_show(metrics.get(key))} ± {_show(metrics.get(key + '_std'))}" for key in ("mIoU", "mF1", "OA", "kappa")
+        if key in metrics))
+    return str(metrics_file)
+
+
+def _show(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
 
 
 @task(name="card", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
@@ -157,8 +312,12 @@ def register_task(params_path: str, variants: list[str]) -> dict[str, Any] | Non
     from samsar.tracking.registry import register_and_promote
 
     decision = register_and_promote(load_params(params_path), variants=variants)
+    logger = get_run_logger()
     if decision is None:
+        logger.info("promotion decision: none (nothing new to gate; see reports/registry.json)")
         return None
+    logger.info("promotion decision: %s version %s %s; %s", decision.model, decision.version,
+                "PROMOTED to champion" if decision.promoted else "NOT promoted", "; ".join(decision.reasons))
     return {"model": decision.model, "version": decision.version, "promoted": decision.promoted, "reasons": decision.reasons}
 
 
@@ -179,17 +338,19 @@ def train_flow(params_path: str, variant: str, resume: bool = False, force_resum
     ``samsar train``); returns the adapter dir. SIGTERM or Ctrl+C reaches the caller as
     :class:`~samsar.errors.Interrupted` / KeyboardInterrupt (Prefect marks the runs Crashed)."""
     params = load_params(params_path)
-    return _configured(train_task, params, gpu=True)(params_path, variant, resume, force_resume)
+    with _forwarded_output():
+        return _configured(train_task, params, gpu=True)(params_path, variant, resume, force_resume)
 
 
 @flow(name="samsar-variant", flow_run_name="variant-{variant}")
 def variant_flow(params_path: str, variant: str) -> dict[str, Any] | None:
     """Train -> evaluate -> model card -> register/promote one variant; returns the promotion decision."""
     params = load_params(params_path)
-    adapter_dir = _configured(train_task, params, gpu=True)(params_path, variant)
-    metrics_path = _configured(evaluate_task, params, gpu=True)(params_path, variant, adapter_dir)
-    _configured(card_task, params, gpu=False)(params_path, variant, metrics_path)
-    return _configured(register_task, params, gpu=False)(params_path, [variant])
+    with _forwarded_output():
+        adapter_dir = _configured(train_task, params, gpu=True)(params_path, variant)
+        metrics_path = _configured(evaluate_task, params, gpu=True)(params_path, variant, adapter_dir)
+        _configured(card_task, params, gpu=False)(params_path, variant, metrics_path)
+        return _configured(register_task, params, gpu=False)(params_path, [variant])
 
 
 @flow(name="samsar-all-variants")
@@ -199,6 +360,11 @@ def all_variants_flow(params_path: str, variants: list[str] | None = None) -> di
     Variants that fail do not stop the others; the evaluated ones are registered, then the flow
     fails naming the variants that did not finish.
     """
+    with _forwarded_output():
+        return _all_variants(params_path, variants)
+
+
+def _all_variants(params_path: str, variants: list[str] | None) -> dict[str, Any] | None:
     from samsar.models.variants import VARIANTS
 
     params = load_params(params_path, known_variants=VARIANTS)
@@ -220,3 +386,13 @@ def all_variants_flow(params_path: str, variants: list[str] | None = None) -> di
     if failed:
         raise RuntimeError(f"variants {failed} did not finish (see their task runs); registered: {done}")
     return decision
+
+
+def __getattr__(name: str) -> Any:
+    """The batch-mapping flows of pipelines/batch.py, also reachable here; imported on first use
+    because that module imports this one."""
+    if name in ("map_flow", "map_scene_flow"):
+        from pipelines import batch
+
+        return getattr(batch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

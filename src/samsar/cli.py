@@ -56,6 +56,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Inspect model variants.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+remote_app = typer.Typer(help="The DVC remote that GPU workers pull data from.", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
 
 
 @app.callback()
@@ -88,10 +90,16 @@ def _keep_tool_state_in_project(root: Path) -> None:
 
 
 def _check_variant(params: Params, variant: str) -> None:
-    from samsar.models.variants import VARIANTS
+    from samsar.models.variants import VARIANTS, parse_variant
 
-    if variant not in VARIANTS:
-        raise ParamsError(f"--variant: unknown variant '{variant}'; pass one of {', '.join(sorted(VARIANTS))}")
+    try:
+        _, head = parse_variant(variant, params.variant_options)
+    except ValueError:
+        raise ParamsError(f"--variant: unknown variant '{variant}'; pass one of {', '.join(sorted(VARIANTS))} "
+                          f"(each also as <method>-box)") from None
+    if head == "box_prompt" and len(params.data.classes) != 2:
+        raise ParamsError(f"--variant: '{variant}' uses the box_prompt head, which predicts background/object, but "
+                          f"data.classes has {len(params.data.classes)} classes; pick a classwise variant")
 
 
 @app.command()
@@ -234,22 +242,37 @@ def rollback(params: ParamsOpt = DEFAULT_PARAMS) -> None:
 @app.command()
 def predict(
     model: Annotated[str, typer.Option(help="Adapter directory or MLflow URI models:/NAME@ALIAS.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="SAR scene (GeoTIFF/TIFF/PNG).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Class map GeoTIFF to write.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="SAR scene (GeoTIFF/TIFF/PNG), or a folder of GeoTIFFs / .txt list of scenes.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Class map GeoTIFF to write (an output folder for many scenes).")],
     params: ParamsOpt = DEFAULT_PARAMS,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 8,
     overlap: Annotated[float, typer.Option(min=0.0, max=0.9, help="Window overlap fraction.")] = 0.25,
     confidence: Annotated[bool, typer.Option(help="Also write a per-pixel confidence raster.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace output files that already exist.")] = False,
+    boxes: Annotated[Optional[Path], typer.Option(
+        help="Box prompts for a box_prompt (<method>-box) model: GeoJSON in the scene's CRS, or CSV with header x0,y0,x1,y1 (pixels).")] = None,
+    min_mapping_unit: Annotated[int, typer.Option(
+        min=0, help="Minimum mapping unit in pixels: regions and holes smaller than this take the class around them (0 = off).")] = 0,
 ) -> None:
     """Classify a whole SAR scene with sliding windows into a georeferenced class map.
 
     Also writes <output stem>_preview.png, <output stem>_areas.csv and, with --confidence,
     <output stem>_confidence.tif. A failed run leaves none of them behind.
+
+    Many scenes (--input a folder or a .txt list, --output a folder): each scene as above, scenes
+    already done with the same model skipped, then mosaic.vrt and areas.csv over all of them.
     """
+    from samsar.inference.batch import is_batch_input, map_scenes
     from samsar.inference.predict import predict_scene
 
+    if is_batch_input(input):
+        batch = map_scenes(model, input, output, params=_params(params) if params.exists() else None, overwrite=overwrite,
+                           report=lambda line: typer.echo(line, err=True), batch_size=batch_size, overlap=overlap,
+                           confidence=confidence, device=device, boxes=boxes, min_mapping_unit=min_mapping_unit)
+        typer.echo(f"{len(batch.mapped)} scene(s) mapped, {len(batch.skipped)} skipped in {batch.seconds:.1f} s; "
+                   f"wrote {batch.mosaic}, {batch.areas}")
+        return
     result = predict_scene(
         model=model,
         input_path=input,
@@ -260,6 +283,8 @@ def predict(
         device=device,
         params=_params(params) if params.exists() else None,
         overwrite=overwrite,
+        boxes=boxes,
+        min_mapping_unit=min_mapping_unit,
     )
     written = [result.class_map, result.preview, result.areas] + ([result.confidence] if result.confidence else [])
     typer.echo(f"{result.windows} windows in {result.seconds:.1f} s; wrote " + ", ".join(map(str, written)))
@@ -279,16 +304,37 @@ def ui(
     serve_ui(p, port=port)
 
 
+@remote_app.command("add")
+def remote_add(
+    url: Annotated[str, typer.Argument(help="A local or shared path, s3://bucket/path, ssh://host/path, ...")],
+    force: Annotated[bool, typer.Option("--force", help="Replace another default remote.")] = False,
+    root: Annotated[Path, typer.Option(help="The DVC repository.")] = Path("."),
+) -> None:
+    """Make URL the project's default DVC remote (`dvc remote add -d samsar URL`); prints what to commit."""
+    from samsar.remote import add_remote
+
+    typer.echo(add_remote(root, url, force=force))
+
+
 @models_app.command("describe")
 def models_describe(
-    backbone: Annotated[str, typer.Option(help="tiny | vit_b | vit_l | vit_h")] = "vit_b",
-    classes: Annotated[int, typer.Option(help="Number of classes K.")] = 5,
-    image_size: Annotated[int, typer.Option(help="Input size for the FLOP count.")] = 1024,
+    backbone: Annotated[Optional[str], typer.Option(help="tiny | vit_b | vit_l | vit_h [default: the params file's, else vit_b]")] = None,
+    classes: Annotated[Optional[int], typer.Option(help="Number of classes K [default: the params file's, else 5].")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Input size for the FLOP count [default: the params file's, else 1024].")] = None,
+    params: Annotated[Optional[Path], typer.Option("--params", "-p", help=(
+        "Take variant_options (head, LoRA targets, adapter size, ...) and the defaults above from this params file, "
+        "e.g. examples/params-parser-paper.yaml for the SAM-PARSER paper's columns."))] = None,
 ) -> None:
-    """Print total/trainable parameters, artifact size and forward GFLOPs per variant."""
+    """Print parameter counts (K = 1024), artifact size and forward GFLOPs per variant."""
     from samsar.models.describe import describe
 
-    describe(backbone=backbone, num_classes=classes, image_size=image_size)
+    p = _params(params) if params is not None else None
+    describe(
+        backbone=backbone or (p.model.backbone if p else "vit_b"),
+        num_classes=classes or (p.data.num_classes if p else 5),
+        image_size=image_size or (p.model.image_size if p else 1024),
+        options=p.variant_options if p else None,
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -251,14 +251,43 @@ class PretrainConfig(_Strict):
     synthetic: SyntheticConfig = SyntheticConfig(domain="source", looks=8.0, seed=1000)
 
 
+_LORA_SLICES = ("q", "k", "v")  # slices of each block's fused attn.qkv (SAMed's LoRA)
+_LORA_LAYERS = ("qkv", "proj", "lin1", "lin2")  # whole block linears
+
+
 class LoraOptions(_Strict):
     rank: int = Field(4, ge=1)
     alpha: float = Field(4.0, gt=0)
-    targets: list[str] = Field(default_factory=lambda: ["qkv", "proj"])
+    # Whole block linears (qkv, proj, lin1, lin2) and/or slices q, k, v of attn.qkv (one A/B pair each).
+    targets: list[str] = Field(default_factory=lambda: ["qkv", "proj"], min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, v: list[str]) -> list[str]:
+        unknown = [t for t in v if t not in _LORA_SLICES + _LORA_LAYERS]
+        if unknown:
+            raise ValueError(f"unknown LoRA target(s) {unknown}; use q, k, v (slices of attn.qkv) or whole layers "
+                             f"{', '.join(_LORA_LAYERS)}, e.g. [q, v] (SAMed) or [qkv, proj]")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a LoRA target is listed twice: {v}")
+        if "qkv" in v and set(v) & set(_LORA_SLICES):
+            raise ValueError(f"{v} names qkv and slices of it; use either qkv or q/k/v")
+        return v
 
 
 class AdapterOptions(_Strict):
-    reduction: int = Field(4, ge=1)
+    reduction: int = Field(4, ge=1)  # bottleneck d -> d / reduction
+    hidden: int | None = Field(None, ge=1)  # absolute bottleneck width; set, it replaces reduction
+    blocks: list[int] | None = None  # encoder block indices that get adapters; null: every block
+    # Where in each block: after attention, after the MLP (sequential, Houlsby), or both.
+    placement: Literal["both", "attention", "mlp"] = "both"
+
+    @field_validator("blocks")
+    @classmethod
+    def _block_indices(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 0 or len(set(v)) != len(v)):
+            raise ValueError(f"list distinct block indices >= 0, e.g. [0, 1, 2], or null for every block (got {v})")
+        return v
 
 
 class ParserOptions(_Strict):
@@ -273,12 +302,42 @@ class CwsamOptions(_Strict):
     reduction: int = Field(4, ge=1)
 
 
+class BoxPromptOptions(_Strict):
+    """Box prompts of the box_prompt head, taken from the truth in training and evaluation."""
+
+    # per_object: one box per connected component; per_image: one box around all objects of the tile (PARSER paper).
+    boxes: Literal["per_object", "per_image"] = "per_object"
+    jitter: int = Field(20, ge=0)  # training only: each side grows outward by 0-jitter px (evaluation: exact boxes)
+
+
 class VariantOptions(_Strict):
     lora: LoraOptions = LoraOptions()
     adapter: AdapterOptions = AdapterOptions()
     parser: ParserOptions = ParserOptions()
     cwsam: CwsamOptions = CwsamOptions()
-    head: Literal["classwise", "box_prompt"] = "classwise"
+    head: Literal["classwise", "box_prompt"] = "classwise"  # of plain variant names; `<method>-box` is always box_prompt
+    box_prompt: BoxPromptOptions = BoxPromptOptions()
+
+
+# Variant name suffix -> head: `<method>-box` is method `<method>` with the box_prompt head.
+HEAD_SUFFIXES = {"box": "box_prompt"}
+
+
+def split_variant_name(name: str) -> tuple[str, str | None]:
+    """``"parser-box"`` -> ``("parser", "box_prompt")``; ``"parser"`` -> ``("parser", None)`` (head from
+    ``variant_options.head``). ``ValueError`` for an unknown suffix; the method is not checked here
+    (``samsar.models.variants.parse_variant`` does)."""
+    method, sep, suffix = name.rpartition("-")
+    if not sep:
+        return name, None
+    if suffix not in HEAD_SUFFIXES:
+        raise ValueError(f"unknown head suffix '-{suffix}' in variant '{name}'; use <method> or <method>-box")
+    return method, HEAD_SUFFIXES[suffix]
+
+
+def variant_head(name: str, options: VariantOptions) -> str:
+    """The head variant ``name`` trains: its suffix's, else ``options.head``."""
+    return split_variant_name(name)[1] or options.head
 
 
 class TrainConfig(_Strict):
@@ -324,6 +383,11 @@ class TrainConfig(_Strict):
 class EvaluateConfig(_Strict):
     overlays: int = Field(4, ge=0)
     batch_size: int = Field(8, ge=1)
+    # Classes scored per object (connected components matched at IoU >= object_iou), e.g. [ship];
+    # the other non-background classes get boundary F1 within boundary_tolerance pixels.
+    object_classes: list[str] = Field(default_factory=list)
+    object_iou: float = Field(0.5, gt=0.0, le=1.0)
+    boundary_tolerance: int = Field(2, ge=0)
 
 
 class TrackingConfig(_Strict):
@@ -390,6 +454,34 @@ class Params(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"variants contains duplicates: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _object_classes_known(self) -> "Params":
+        for name in self.evaluate.object_classes:
+            if name not in self.data.class_names or name == self.data.background:
+                raise ValueError(f"evaluate.object_classes: '{name}' is not a non-background class of data.classes "
+                                 f"{self.data.class_names}; list object classes such as ship by name")
+        if len(set(self.evaluate.object_classes)) != len(self.evaluate.object_classes):
+            raise ValueError(f"evaluate.object_classes contains duplicates: {self.evaluate.object_classes}")
+        return self
+
+    @model_validator(mode="after")
+    def _box_head_is_binary(self) -> "Params":
+        """The box_prompt head predicts background / object: 2 classes, the background first."""
+        boxed = []
+        for name in self.variants:
+            try:
+                if variant_head(name, self.variant_options) == "box_prompt":
+                    boxed.append(name)
+            except ValueError:
+                pass  # an unknown suffix: reported with the unknown variants (load_params)
+        names, background = self.data.class_names, self.data.background
+        if boxed and (len(names) != 2 or background not in (None, names[0])):
+            raise ValueError(
+                f"variants: {boxed} use the box_prompt head, which predicts background/object: it needs 2 data.classes "
+                f"with the background first, got {names} (background {background!r}); use classwise variants for this data"
+            )
+        return self
 
     @model_validator(mode="after")
     def _compose_names_bands(self) -> "Params":
@@ -504,10 +596,14 @@ def _missing_paths(params: Params) -> list[str]:
 
 
 def _unknown_variants(variants: list[str], known: list[str]) -> list[str]:
+    """``known``: method names; each is also valid with a head suffix (``parser-box``)."""
+    names = known + [f"{method}-{suffix}" for suffix in HEAD_SUFFIXES for method in known]
     problems = []
     for name in variants:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            problems.append(f"variants: unknown variant '{name}'; {hint}known: {', '.join(known)}")
+            suffixes = ", ".join(f"-{s}" for s in HEAD_SUFFIXES)
+            problems.append(f"variants: unknown variant '{name}'; {hint}known: {', '.join(known)} "
+                            f"(each also with {suffixes} for the box_prompt head)")
     return problems

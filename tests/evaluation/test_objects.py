@@ -47,7 +47,8 @@ def test_two_ships_merged_into_one_blob_match_at_most_one():
 def test_diagonal_pixels_are_one_object_and_matching_is_one_to_one():
     truth = np.zeros((8, 8), dtype=bool)
     truth[1, 1] = truth[2, 2] = True  # 8-connected: one object
-    assert match_objects(truth, truth) == {"tp": 1, "fp": 0, "fn": 0, "matched_ious": [1.0]}
+    found = match_objects(truth, truth)
+    assert (found["tp"], found["fp"], found["fn"], found["matched_ious"]) == (1, 0, 0, [1.0])
     pred = np.zeros((8, 8), dtype=bool)
     pred[1, 1] = True  # IoU 0.5 with the object: counts (>= 0.5)
     assert match_objects(truth, pred)["tp"] == 1
@@ -81,3 +82,75 @@ def test_counter_accumulates_like_object_metrics():
     assert (ship["tp"], ship["fp"], ship["fn"]) == (3, 1, 1)
     assert ship["mean_matched_iou"] == pytest.approx((0.8 + 1 + 1) / 3)
     assert counter.result() == object_metrics([(truth, pred), (truth, truth)], NAMES, background="background")
+
+
+def _ships_tile():
+    """Three true ships at cols 1-3 and 6-8 (found) and 11-13 (missed, 9 px: small); the prediction
+    adds a false 30 x 40 px blob (1200 px: large)."""
+    truth = np.zeros((64, 64), dtype=np.uint8)
+    for col in (1, 6, 11):
+        truth[1:4, col:col + 3] = 1
+    pred = np.zeros_like(truth)
+    for col in (1, 6):
+        pred[1:4, col:col + 3] = 1
+    pred[20:50, 10:50] = 1
+    return truth, pred
+
+
+def test_two_found_one_missed_one_false_alarm_through_the_evaluation_scorer():
+    from samsar.config import Params
+    from samsar.evaluation.runner import object_boundary_metrics, scorers
+
+    params = Params.model_validate({
+        "data": {"classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "ship", "color": [0, 255, 0]},
+                             {"name": "sea ice", "color": [0, 0, 255]}]},
+        "evaluate": {"object_classes": ["ship"]},
+    })
+    objects, boundaries = scorers(params, params.data.class_names, "background", 255)
+    assert [objects.class_names[i] for i in objects.classes] == ["ship"]  # sea ice is land cover: boundary F1
+    assert [boundaries.class_names[i] for i in boundaries.classes] == ["sea ice"]
+    truth, pred = _ships_tile()
+    objects.add(truth, pred)
+    boundaries.add(truth, pred)
+    keys = object_boundary_metrics(objects, boundaries)
+    assert keys["object_precision"]["ship"] == pytest.approx(2 / 3)
+    assert keys["object_recall"]["ship"] == pytest.approx(2 / 3)
+    assert keys["object_f1"]["ship"] == pytest.approx(2 / 3)
+    assert keys["object_mean_iou"]["ship"] == pytest.approx(1.0)
+    ship = keys["objects"]["ship"]
+    assert (ship["tp"], ship["fp"], ship["fn"]) == (2, 1, 1)
+    assert ship["missed_by_size"] == {"small": 1, "medium": 0, "large": 0}
+    assert ship["false_by_size"] == {"small": 0, "medium": 0, "large": 1}
+    assert keys["boundary_f1"] == {"sea ice": None} and keys["mBF1"] is None  # no sea ice anywhere
+    assert objects.tile_counts()["ship"].tolist() == [[2, 1, 1]]
+
+
+def test_size_buckets():
+    from samsar.evaluation.objects import size_bucket
+
+    assert [size_bucket(a) for a in (1, 99, 100, 999, 1000)] == ["small", "small", "medium", "medium", "large"]
+
+
+def test_object_classes_must_be_known_non_background_classes():
+    from samsar.config import Params
+
+    data = {"classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "ship", "color": [0, 255, 0]}]}
+    for wrong in (["boat"], ["background"]):
+        with pytest.raises(ValueError, match="evaluate.object_classes: .* is not a non-background class"):
+            Params.model_validate({"data": data, "evaluate": {"object_classes": wrong}})
+    assert Params.model_validate({"data": data}).evaluate.object_classes == []
+
+
+def test_object_f1_interval_brackets_the_seed_mean_and_narrows_with_agreement():
+    from samsar.evaluation.objects import object_f1_interval
+
+    rng = np.random.default_rng(0)
+    tp = rng.integers(0, 5, size=(2, 40))
+    counts = np.stack([tp, rng.integers(0, 3, size=(2, 40)), rng.integers(0, 3, size=(2, 40))], axis=-1)
+    low, high = object_f1_interval(counts)
+    f1 = [2 * c[:, 0].sum() / (2 * c[:, 0].sum() + c[:, 1].sum() + c[:, 2].sum()) for c in counts]
+    assert low < np.mean(f1) < high
+    perfect = np.zeros((2, 40, 3), dtype=np.int64)
+    perfect[..., 0] = 3
+    assert object_f1_interval(perfect) == (1.0, 1.0)
+    assert object_f1_interval(np.zeros((1, 5, 3))) is None

@@ -40,3 +40,40 @@ def test_flops_grow_with_the_image_size():
     small = describe_variant("decoder_only", "tiny", 5, 256)["gflops"]
     large = describe_variant("decoder_only", "tiny", 5, 512)["gflops"]
     assert 3.5 * small < large < 6 * small  # about 4x pixels, global attention a bit more
+
+
+def table_rows(printed: str) -> dict[str, list[str]]:
+    """``variant -> cells`` of the rich table in ``printed``."""
+    rows = {}
+    for line in printed.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0] in VARIANTS:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_parser_preset_prints_the_papers_columns_in_k_1024(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from samsar.cli import app
+
+    for var in ("PREFECT_HOME", "MPLCONFIGDIR"):  # the CLI sets them by default; restored after the test
+        monkeypatch.setenv(var, str(tmp_path / var))
+    result = CliRunner().invoke(app, ["models", "describe", "--params", "examples/params-parser-paper.yaml",
+                                      "--image-size", "256"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "K = 1024" in result.output and "vit_b, box_prompt head, 2 classes" in result.output
+    rows = table_rows(result.output)
+    # columns: variant, base, added by method, base + method, paper, ...
+    assert rows["decoder_only"][1:5] == ["3,963.2", "+0.0", "3,963.2", "3,963.2"]  # 4,058,340 / 1024
+    assert rows["parser"][2] == "+0.5" == rows["parser"][4]                        # 512
+    assert rows["lora"][2] == "+144.0" == rows["lora"][4]                          # 147,456
+    assert (rows["adapter"][2], rows["adapter"][4]) == ("+351.2", "+351.5")        # nearest size; see the preset
+    assert rows["decoder_only"][5] == "3,506,304"  # what actually trains: no IoU head, no unused hypernetworks
+
+
+def test_describe_counts_the_whole_sam_decoder_as_the_base():
+    row = describe_variant("parser", "tiny", 3, 256)
+    assert row["method_params"] == row["encoder_trainable_params"] == 128 + 256
+    assert row["base_plus_method_params"] == row["base_params"] + row["method_params"]
+    assert row["base_params"] > row["trainable_params"] - row["method_params"]  # unused decoder parts counted

@@ -129,3 +129,49 @@ def test_write_comparison_notes_the_degenerate_column(tmp_path):
     text = write_comparison(params).read_text()
     assert "mIoU ignore-bg ‡" in text and "‡ `mIoU ignore-bg`: with 1 non-background class" in text
     assert "**0.950" not in text
+
+
+def _ship_task(tmp_path, object_classes):
+    return Params.model_validate({
+        "data": {"classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "ship", "color": [255, 0, 0]}],
+                 "background": "background"},
+        "evaluate": {"object_classes": object_classes}, "variants": ["cwsam", "parser"], "root": str(tmp_path),
+    })
+
+
+def _with_objects(metrics, f1):
+    return {**metrics, "object_f1": {"ship": f1}, "object_f1_std": {"ship": 0.02},
+            "object_precision": {"ship": f1}, "object_recall": {"ship": f1}, "object_mean_iou": {"ship": 0.7},
+            "per_class_iou_std": {"background": 0.001, "ship": 0.03},
+            "objects": {"ship": {"n_true_objects": 40, "missed_by_size": {"small": 5, "medium": 1, "large": 0},
+                                 "false_by_size": {"small": 7, "medium": 0, "large": 1}}}}
+
+
+def test_object_task_leads_with_object_f1_and_ship_iou_and_crowns_no_degenerate_column(tmp_path):
+    params = _ship_task(tmp_path, ["ship"])
+    params.metrics_path("cwsam").parent.mkdir(parents=True)
+    params.metrics_path("cwsam").write_text(json.dumps(_with_objects(_ships(0.80, 0.61, 0.70, 4096), 0.66)))
+    params.metrics_path("parser").write_text(json.dumps(_with_objects(_ships(0.70, 0.41, 0.95, 8192), 0.35)))
+    text = write_comparison(params).read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| variant | "))
+    assert header.split(" | ")[1:3] == ["ship object F1", "ship IoU"]  # leads the table
+    parser = next(line for line in text.splitlines() if line.startswith("| parser |"))
+    assert parser.split(" | ")[1:3] == ["0.350 ± 0.020", "0.410 ± 0.030"]
+    assert "mIoU ignore-bg ‡" in header and "**0.950" not in text  # degenerate: its top value is not marked
+    assert "**0.660" not in text and "**0.610" not in text  # quality columns are judged by intervals, never bold
+    assert "leads with the object F1" in text
+    assert "## Objects" in text and "| parser | ship | 0.350 | 0.350 | 0.350 ± 0.020 | 0.700 | 40 | 5 / 1 / 0 | 7 / 0 / 1 |" in text
+    assert "mBF1" not in header  # no land-cover class
+    # without object classes the standard columns lead
+    plain = write_comparison(_ship_task(tmp_path, [])).read_text()
+    assert next(line for line in plain.splitlines() if line.startswith("| variant | ")).split(" | ")[1].startswith("trainable params")
+    assert "ship object F1" not in plain and "## Objects" not in plain
+
+
+def test_land_cover_task_gets_an_mbf1_column():
+    from samsar.reporting.comparison import columns_for
+
+    keys = [c.key for c in columns_for(["bg", "ship", "water", "field"], "bg", ["ship"])]
+    assert keys[0] == "n_trainable_params" and "object_f1.ship" in keys and "per_class_iou.ship" in keys
+    assert "mBF1" in keys and keys[-1] == "train_seconds"
+    assert "object_f1.ship" not in [c.key for c in columns_for(["bg", "water"], "bg", [])]

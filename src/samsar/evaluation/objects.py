@@ -9,7 +9,11 @@ blob's IoU with either is low, so merging is penalised. Pixels whose truth is ``
 belong to no object and are removed from the prediction too.
 
 Counts are summed over tiles: precision = TP / (TP + FP), recall = TP / (TP + FN), F1 from those,
-``mean_matched_iou`` = mean IoU of the matched pairs (None where a value is undefined).
+``mean_matched_iou`` = mean IoU of the matched pairs (None where a value is undefined). Missed
+(unmatched true) and false (unmatched predicted) objects are also counted by size bucket
+(:data:`SIZE_BUCKETS`: small < 100 px, medium 100-999 px, large >= 1000 px), a true object by its
+own area, a false one by the predicted object's area. An object cut by a tile edge counts once per
+tile it appears in.
 """
 
 from __future__ import annotations
@@ -19,28 +23,47 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from skimage.measure import label as connected_components
 
+from samsar.uncertainty import BOOTSTRAP_REPLICATES, CONFIDENCE
+
 IOU_THRESHOLD = 0.5
+# Object size buckets by area in pixels: (name, exclusive upper bound); the last has none.
+SIZE_BUCKETS: tuple[tuple[str, int | None], ...] = (("small", 100), ("medium", 1000), ("large", None))
+SIZE_BUCKETS_DESCRIPTION = {"small": "< 100 px", "medium": "100-999 px", "large": ">= 1000 px"}
+
+
+def size_bucket(area: int) -> str:
+    """The :data:`SIZE_BUCKETS` name of an object of ``area`` pixels."""
+    for name, upper in SIZE_BUCKETS:
+        if upper is None or area < upper:
+            return name
+    raise AssertionError("unreachable")
+
+
+def _by_size(areas) -> dict[str, int]:
+    counts = {name: 0 for name, _ in SIZE_BUCKETS}
+    for area in areas:
+        counts[size_bucket(int(area))] += 1
+    return counts
 
 
 def match_objects(truth_mask: np.ndarray, pred_mask: np.ndarray, iou_threshold: float = IOU_THRESHOLD) -> dict:
     """Match the connected components of two boolean masks of one tile.
 
-    Returns ``{"tp", "fp", "fn", "matched_ious"}`` (counts and the IoUs of the matched pairs).
+    Returns ``{"tp", "fp", "fn", "matched_ious", "missed_by_size", "false_by_size"}``: counts, the
+    IoUs of the matched pairs, and the unmatched true / predicted objects per size bucket.
     """
     truth_mask, pred_mask = np.asarray(truth_mask, dtype=bool), np.asarray(pred_mask, dtype=bool)
     if truth_mask.shape != pred_mask.shape:
         raise ValueError(f"truth and prediction differ in shape: {truth_mask.shape} vs {pred_mask.shape}")
     truth_labels, n_truth = connected_components(truth_mask, connectivity=2, return_num=True)
     pred_labels, n_pred = connected_components(pred_mask, connectivity=2, return_num=True)
-    if n_truth == 0 or n_pred == 0:
-        return {"tp": 0, "fp": int(n_pred), "fn": int(n_truth), "matched_ious": []}
     # Intersections of every (truth, prediction) pair from one joint histogram; areas per label.
     joint = np.bincount(truth_labels.ravel() * (n_pred + 1) + pred_labels.ravel(),
                         minlength=(n_truth + 1) * (n_pred + 1)).reshape(n_truth + 1, n_pred + 1)
     intersection = joint[1:, 1:].astype(np.float64)
     truth_area = joint[1:, :].sum(axis=1, keepdims=True)
     pred_area = joint[:, 1:].sum(axis=0, keepdims=True)
-    iou = intersection / (truth_area + pred_area - intersection)
+    iou = intersection / np.maximum(truth_area + pred_area - intersection, 1)
     candidates = np.argwhere(iou >= iou_threshold)
     order = np.argsort(-iou[candidates[:, 0], candidates[:, 1]], kind="stable")
     used_truth, used_pred, matched = set(), set(), []
@@ -49,8 +72,10 @@ def match_objects(truth_mask: np.ndarray, pred_mask: np.ndarray, iou_threshold: 
             used_truth.add(t)
             used_pred.add(p)
             matched.append(float(iou[t, p]))
+    missed = [truth_area[t, 0] for t in range(n_truth) if t not in used_truth]
+    false = [pred_area[0, p] for p in range(n_pred) if p not in used_pred]
     return {"tp": len(matched), "fp": int(n_pred - len(matched)), "fn": int(n_truth - len(matched)),
-            "matched_ious": matched}
+            "matched_ious": matched, "missed_by_size": _by_size(missed), "false_by_size": _by_size(false)}
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -58,15 +83,24 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 class ObjectCounter:
-    """Accumulates object matches tile by tile (nothing kept but counts and matched IoUs)."""
+    """Accumulates object matches tile by tile (counts, matched IoUs and per-tile TP/FP/FN).
+
+    ``object_classes``: the class names scored as objects (None: every non-background class).
+    """
 
     def __init__(self, class_names: Sequence[str], background: str | None = None, ignore_index: int | None = None,
-                 iou_threshold: float = IOU_THRESHOLD) -> None:
+                 iou_threshold: float = IOU_THRESHOLD, object_classes: Sequence[str] | None = None) -> None:
         self.class_names = list(class_names)
-        self.classes = [i for i, name in enumerate(self.class_names) if name != background]
+        unknown = [name for name in object_classes or () if name not in self.class_names]
+        if unknown:
+            raise ValueError(f"object classes {unknown} are not among {self.class_names}")
+        self.classes = [i for i, name in enumerate(self.class_names)
+                        if name != background and (object_classes is None or name in object_classes)]
         self.ignore_index = ignore_index
         self.iou_threshold = iou_threshold
-        self.totals = {i: {"tp": 0, "fp": 0, "fn": 0, "matched_ious": []} for i in self.classes}
+        self.totals = {i: {"tp": 0, "fp": 0, "fn": 0, "matched_ious": [], "missed_by_size": _by_size(()),
+                           "false_by_size": _by_size(())} for i in self.classes}
+        self.per_tile = {i: [] for i in self.classes}  # (tp, fp, fn) per tile, in the order added
 
     def add(self, truth: np.ndarray, pred: np.ndarray) -> None:
         """One tile's truth and predicted class-index maps."""
@@ -74,13 +108,22 @@ class ObjectCounter:
         valid = truth != self.ignore_index if self.ignore_index is not None else np.ones(truth.shape, dtype=bool)
         for i in self.classes:
             found = match_objects((truth == i) & valid, (pred == i) & valid, self.iou_threshold)
+            totals = self.totals[i]
             for key in ("tp", "fp", "fn"):
-                self.totals[i][key] += found[key]
-            self.totals[i]["matched_ious"] += found["matched_ious"]
+                totals[key] += found[key]
+            totals["matched_ious"] += found["matched_ious"]
+            for key in ("missed_by_size", "false_by_size"):
+                for bucket, n in found[key].items():
+                    totals[key][bucket] += n
+            self.per_tile[i].append((found["tp"], found["fp"], found["fn"]))
+
+    def tile_counts(self) -> dict[str, np.ndarray]:
+        """``class name -> (T, 3)`` int array of per-tile (TP, FP, FN) (for bootstrap intervals)."""
+        return {self.class_names[i]: np.asarray(self.per_tile[i], dtype=np.int64).reshape(-1, 3) for i in self.classes}
 
     def result(self) -> dict[str, dict]:
         """``class name -> {"precision", "recall", "f1", "mean_matched_iou", "tp", "fp", "fn",
-        "n_true_objects", "n_predicted_objects"}`` (None where undefined)."""
+        "n_true_objects", "n_predicted_objects", "missed_by_size", "false_by_size"}`` (None where undefined)."""
         out = {}
         for i in self.classes:
             tp, fp, fn, ious = (self.totals[i][k] for k in ("tp", "fp", "fn", "matched_ious"))
@@ -91,16 +134,46 @@ class ObjectCounter:
                 "mean_matched_iou": float(np.mean(ious)) if ious else None,
                 "tp": tp, "fp": fp, "fn": fn,
                 "n_true_objects": tp + fn, "n_predicted_objects": tp + fp,
+                "missed_by_size": dict(self.totals[i]["missed_by_size"]),
+                "false_by_size": dict(self.totals[i]["false_by_size"]),
             }
         return out
 
 
 def object_metrics(tiles: Iterable[tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
                    background: str | None = None, ignore_index: int | None = None,
-                   iou_threshold: float = IOU_THRESHOLD) -> dict[str, dict]:
-    """Object precision / recall / F1 and mean matched IoU per non-background class over
-    ``(truth, prediction)`` class-index maps of the test tiles (see :class:`ObjectCounter`)."""
-    counter = ObjectCounter(class_names, background, ignore_index, iou_threshold)
+                   iou_threshold: float = IOU_THRESHOLD, object_classes: Sequence[str] | None = None) -> dict[str, dict]:
+    """Object precision / recall / F1, mean matched IoU and missed / false objects by size per
+    object class over ``(truth, prediction)`` class-index maps of the test tiles (see :class:`ObjectCounter`)."""
+    counter = ObjectCounter(class_names, background, ignore_index, iou_threshold, object_classes)
     for truth, pred in tiles:
         counter.add(truth, pred)
     return counter.result()
+
+
+def object_f1_interval(counts: np.ndarray, replicates: int = BOOTSTRAP_REPLICATES, confidence: float = CONFIDENCE,
+                       seed: int = 0) -> tuple[float, float] | None:
+    """Bootstrap interval of the seed-mean object F1 from per-(seed, tile) ``(TP, FP, FN)`` counts
+    ``(S, T, 3)``: test tiles resampled with replacement, then each replicate's seeds. None when F1
+    is undefined (no true and no predicted object)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 3 or counts.shape[-1] != 3 or counts.shape[1] == 0:
+        raise ValueError(f"expected (seeds, tiles, 3) counts, got shape {counts.shape}")
+    if counts.sum() == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    n_tiles = counts.shape[1]
+    weights = rng.multinomial(n_tiles, np.full(n_tiles, 1.0 / n_tiles), size=replicates).astype(np.float64)  # (B, T)
+    tp, fp, fn = np.moveaxis(np.einsum("bt,stc->bsc", weights, counts), -1, 0)  # each (B, S)
+    den = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, den, out=np.full(den.shape, np.nan), where=den > 0)
+    drawn = np.take_along_axis(f1, rng.integers(0, f1.shape[1], size=f1.shape), axis=1)
+    defined = ~np.isnan(drawn)
+    n = defined.sum(axis=1)
+    means = np.where(defined, drawn, 0.0).sum(axis=1) / np.maximum(n, 1)
+    means = means[n > 0]  # a replicate drawing only object-free tiles has no F1
+    if means.size == 0:
+        return None
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)

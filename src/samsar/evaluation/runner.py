@@ -13,11 +13,15 @@ import torch
 from rich.console import Console
 
 from samsar.config import Params
+from samsar.evaluation.boundaries import BoundaryCounter, mean_boundary_f1
+from samsar.evaluation.headline import write_headline
 from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
+from samsar.evaluation.objects import SIZE_BUCKETS_DESCRIPTION, ObjectCounter, object_f1_interval
 from samsar.evaluation.plots import OverlayTile, plot_confusion, plot_history, plot_overlays
 from samsar.evaluation.tiles import fixed_threads, predict_tiles
 from samsar.io import finite_or_none, write_json
-from samsar.uncertainty import TileConfusions, mean_and_std
+from samsar.progress import Progress
+from samsar.uncertainty import CONFIDENCE, TileConfusions, mean_and_std
 
 FIGURES = "figures"  # under reports/<variant>/
 CONFUSION_COUNTS = "confusion_counts.png"
@@ -25,6 +29,9 @@ CONFUSION_NORMALIZED = "confusion_normalized.png"
 OVERLAYS = "overlays.png"
 TRAINING_CURVES = "training_curves.png"
 SUMMARY_KEYS = ("mIoU", "mF1", "mF1_reference", "OA", "kappa", "FWIoU")
+STD_KEYS = (*SUMMARY_KEYS, "mBF1")  # scalars that get a ``<key>_std`` over seeds
+# Per-class dicts that get a ``<key>_std`` dict over seeds (e.g. ``object_f1_std.ship``).
+PER_CLASS_STD_KEYS = ("per_class_iou", "object_precision", "object_recall", "object_f1", "object_mean_iou", "boundary_f1")
 
 
 def adapter_dir(params: Params, variant: str) -> Path:
@@ -78,17 +85,20 @@ def seeds_path(params: Params, variant: str) -> Path:
 
 def aggregate_over_seeds(per_seed: list[dict]) -> dict:
     """Mean over seeds of every number (recursively, per-class dicts included); ``<key>_std`` beside
-    each headline key. A value undefined in every seed (e.g. a class absent from the test split)
-    stays None; other values (descriptions) are taken from the first seed."""
+    each headline key (:data:`STD_KEYS`) and per-class dict (:data:`PER_CLASS_STD_KEYS`). A value
+    undefined in every seed (e.g. a class absent from the test split) stays None; other values
+    (descriptions) are taken from the first seed."""
     out: dict = {}
     for key, first in per_seed[0].items():
         values = [m.get(key) for m in per_seed]
         if isinstance(first, dict):
             out[key] = aggregate_over_seeds(values)
+            if key in PER_CLASS_STD_KEYS:
+                out[f"{key}_std"] = {name: mean_and_std([(v or {}).get(name) for v in values])[1] for name in first}
         elif first is None or (isinstance(first, (int, float)) and not isinstance(first, bool)):
             mean, std = mean_and_std(values)
             out[key] = mean
-            if key in SUMMARY_KEYS:
+            if key in STD_KEYS:
                 out[f"{key}_std"] = std
         else:
             out[key] = first
@@ -103,9 +113,13 @@ def evaluate_variant(params: Params, variant: str) -> dict:
     ``<key>_std`` beside them and ``seeds``; ``val_mIoU`` is the mean best validation mIoU (what
     selects); ``majority_mIoU`` the majority-class baseline. Beside it, ``<variant>.seeds.json``
     (per-seed values) and ``<variant>.tiles.npz`` (per-seed, per-tile confusion matrices, for
-    paired comparisons). Figures go under ``reports/<variant>/figures/`` (pooled confusion
-    matrices, overlays of the selected seed, training curves). Each seed's MLflow run receives its
-    test metrics; the selected seed's run also the figures and both files.
+    paired comparisons). Object classes (``evaluate.object_classes``) add per-object scores
+    (``object_precision``, ``object_recall``, ``object_f1``, ``object_mean_iou`` per class, each with
+    a ``_std`` dict, ``object_f1_interval`` and the ``objects`` counts by size); the other
+    non-background classes add boundary F1 (``boundary_f1`` per class and ``mBF1``). Figures go
+    under ``reports/<variant>/figures/`` (pooled confusion matrices, overlays of the selected seed,
+    training curves). Each seed's MLflow run receives its test metrics; the selected seed's run
+    also the figures and both files.
     """
     from samsar.data.dataset import DatasetInfo, TileDataset
     from samsar.training.loop import seed_dir
@@ -124,15 +138,19 @@ def evaluate_variant(params: Params, variant: str) -> dict:
 
     k = info.num_classes
     confusion = np.zeros((len(runs), len(tile_ids), k, k), dtype=np.int64)
-    per_seed, picked = [], {}
+    per_seed, picked, object_counts = [], {}, []
     for s, run in enumerate(runs):
         adapter = seed_dir(params, variant, run["seed"]) / "adapter"
         overlays = picked if run["seed"] == summary["selected_seed"] else None
+        objects, boundaries = scorers(params, info.class_names, info.background, info.ignore_index)
         with fixed_threads(1):  # the same scores on an idle or a busy machine
-            confusion[s] = _tile_confusions(params, adapter, info, test, chosen, overlays)
+            confusion[s] = _tile_confusions(params, adapter, info, test, chosen, overlays, (objects, boundaries),
+                                            label=f"evaluate {variant} seed {run['seed']}")
         metrics = segmentation_metrics(confusion[s].sum(axis=0), info.class_names, info.background)
+        object_counts.append(objects.tile_counts())
         per_seed.append({
             **metrics,
+            **object_boundary_metrics(objects, boundaries),
             "seed": run["seed"],
             "val_mIoU": run["best_val_mIoU"],
             "steps": run["steps"],
@@ -173,9 +191,14 @@ def evaluate_variant(params: Params, variant: str) -> dict:
         "train_seconds": summary["train_seconds"],
         "artifact_bytes": directory_bytes(adapter_dir(params, variant)),
         "base_id": summary["base_id"],
+        "object_f1_interval": {name: _interval([c[name] for c in object_counts]) for name in object_counts[0]},
+        "object_iou_threshold": params.evaluate.object_iou,
+        "object_size_buckets": SIZE_BUCKETS_DESCRIPTION,
+        "boundary_tolerance": params.evaluate.boundary_tolerance,
     })
     metrics = finite_or_none(metrics)
     write_json(params.metrics_path(variant), metrics)
+    write_headline(params, variant, metrics, tiles)  # results/<variant>.json: what git and `dvc exp show` keep
 
     out = figures_dir(params, variant)
     figures = [
@@ -196,9 +219,44 @@ def evaluate_variant(params: Params, variant: str) -> dict:
     return metrics
 
 
-def _tile_confusions(params: Params, adapter: Path, info, test, chosen: set[str], overlays: dict | None) -> np.ndarray:
+def scorers(params: Params, class_names: list[str], background: str | None,
+            ignore_index: int | None) -> tuple[ObjectCounter, BoundaryCounter]:
+    """Fresh per-object scorer (``evaluate.object_classes``) and boundary scorer (every other
+    non-background class) for one seed's test tiles."""
+    objects = list(params.evaluate.object_classes)
+    land_cover = [n for n in class_names if n != background and n not in objects]
+    return (ObjectCounter(class_names, background, ignore_index, params.evaluate.object_iou, objects),
+            BoundaryCounter(class_names, land_cover, ignore_index, params.evaluate.boundary_tolerance))
+
+
+def object_boundary_metrics(objects: ObjectCounter, boundaries: BoundaryCounter) -> dict:
+    """One seed's object and boundary keys of ``metrics/<variant>.json`` (per-class dicts)."""
+    found, edges = objects.result(), boundaries.result()
+    counts = ("tp", "fp", "fn", "n_true_objects", "n_predicted_objects", "missed_by_size", "false_by_size")
+    return {
+        "object_precision": {n: v["precision"] for n, v in found.items()},
+        "object_recall": {n: v["recall"] for n, v in found.items()},
+        "object_f1": {n: v["f1"] for n, v in found.items()},
+        "object_mean_iou": {n: v["mean_matched_iou"] for n, v in found.items()},
+        "objects": {n: {key: v[key] for key in counts} for n, v in found.items()},
+        "boundary_precision": {n: v["precision"] for n, v in edges.items()},
+        "boundary_recall": {n: v["recall"] for n, v in edges.items()},
+        "boundary_f1": {n: v["f1"] for n, v in edges.items()},
+        "mBF1": mean_boundary_f1(edges),
+    }
+
+
+def _interval(counts: list[np.ndarray]) -> dict | None:
+    """Bootstrap interval of one class's seed-mean object F1 from each seed's per-tile counts."""
+    found = object_f1_interval(np.stack(counts))
+    return None if found is None else {"low": found[0], "high": found[1], "confidence": CONFIDENCE}
+
+
+def _tile_confusions(params: Params, adapter: Path, info, test, chosen: set[str], overlays: dict | None,
+                     counters: tuple = (), label: str = "evaluate") -> np.ndarray:
     """Per-tile confusion matrices ``(T, K, K)`` of one adapter, in test-frame order; fills
-    ``overlays`` with (label, prediction) of the ``chosen`` tiles when given."""
+    ``overlays`` with (label, prediction) of the ``chosen`` tiles when given and feeds each tile to
+    ``counters`` (object / boundary scorers with an ``add(truth, pred)``); progress as ``label``."""
     from samsar.models.artifacts import load_adapter
     from samsar.tracking.provenance import base_checkpoint_path
 
@@ -209,13 +267,18 @@ def _tile_confusions(params: Params, adapter: Path, info, test, chosen: set[str]
     k = info.num_classes
     index = {str(t): i for i, t in enumerate(test.frame["tile_id"])}
     out = np.zeros((len(index), k, k), dtype=np.int64)
-    for pred, label, batch_ids in predict_tiles(
+    bar = Progress(len(index), label, unit="tile")
+    for pred, truth, batch_ids in predict_tiles(
         segmenter, test, meta["image_size"], device, params.evaluate.batch_size, params.train.precision
     ):
         for i, tile in enumerate(batch_ids):
-            out[index[str(tile)]] = confusion_matrix(pred[i], label[i], k, info.ignore_index)
+            out[index[str(tile)]] = confusion_matrix(pred[i], truth[i], k, info.ignore_index)
+            for counter in counters:
+                counter.add(truth[i], pred[i])
             if overlays is not None and tile in chosen:
-                overlays[tile] = (label[i], pred[i])
+                overlays[tile] = (truth[i], pred[i])
+        bar.update(len(batch_ids))
+    bar.close()
     return out
 
 
@@ -228,6 +291,7 @@ def _seed_row(metrics: dict) -> dict:
     """What ``<variant>.seeds.json`` keeps of one seed: headline keys, per-class IoU, training facts."""
     keep = (*SUMMARY_KEYS, "per_class_iou", "seed", "val_mIoU", "steps", "stop_reason", "cut_short", "mlflow_run_id")
     row = {key: metrics[key] for key in keep}
+    row |= {key: metrics[key] for key in ("object_f1", "mBF1") if key in metrics}
     if "ignore_background" in metrics:
         row["ignore_background"] = {"mIoU": metrics["ignore_background"]["mIoU"]}
     return row
@@ -261,6 +325,12 @@ def flat_metrics(metrics: dict, prefix: str = "test_") -> dict[str, float]:
             for name, value in block["per_class_iou"].items():
                 if value is not None:
                     flat[f"{prefix}iou_{name.replace(' ', '_')}"] = float(value)
+    for key in ("object_precision", "object_recall", "object_f1", "boundary_f1"):
+        for name, value in (metrics.get(key) or {}).items():
+            if value is not None:
+                flat[f"{prefix}{key}_{name.replace(' ', '_')}"] = float(value)
+    if metrics.get("mBF1") is not None:
+        flat[f"{prefix}mBF1"] = float(metrics["mBF1"])
     if metrics.get("majority_mIoU") is not None:
         flat[f"{prefix}majority_mIoU"] = float(metrics["majority_mIoU"])
     return flat

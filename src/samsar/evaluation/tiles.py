@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from samsar.evaluation.metrics import confusion_matrix
+from samsar.models.box_prompt import Boxes, scale_boxes
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -50,13 +51,17 @@ def fixed_threads(n: int):
         torch.set_num_threads(previous)
 
 
-def tile_logits(segmenter: nn.Module, images: torch.Tensor, image_size: int) -> torch.Tensor:
+def tile_logits(segmenter: nn.Module, images: torch.Tensor, image_size: int, boxes: Boxes | None = None) -> torch.Tensor:
     """Logits ``(B, K, H, W)`` for tiles of any size: inputs are resized to the model's
-    ``image_size`` and the logits back to the tile size when the two differ."""
+    ``image_size`` and the logits back to the tile size when the two differ. ``boxes`` (box_prompt
+    head only) are in tile pixels and scaled with the tiles."""
     size = tuple(images.shape[-2:])
     if size != (image_size, image_size):
         images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    logits = segmenter(images)
+    if boxes is None:
+        logits = segmenter(images)
+    else:
+        logits = segmenter(images, scale_boxes(boxes, size, (image_size, image_size)))
     if tuple(logits.shape[-2:]) != size:
         logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
     return logits
@@ -72,14 +77,18 @@ def predict_tiles(
     precision: str = "auto",
     indices: Sequence[int] | None = None,
 ):
-    """Yield ``(pred uint8 (B, H, W), label (B, H, W), tile_ids)`` numpy batches over ``dataset``."""
+    """Yield ``(pred uint8 (B, H, W), label (B, H, W), tile_ids)`` numpy batches over ``dataset``.
+
+    A box_prompt segmenter is prompted with the exact boxes of each tile's truth (no jitter).
+    """
     subset = dataset if indices is None else Subset(dataset, list(indices))
     was_training = segmenter.training
     segmenter.eval()
     try:
         for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
+            boxes = segmenter.truth_boxes(batch["label"]) if getattr(segmenter, "takes_boxes", False) else None
             with autocast_for(device, precision):
-                logits = tile_logits(segmenter, batch["image"].to(device), image_size)
+                logits = tile_logits(segmenter, batch["image"].to(device), image_size, boxes)
             pred = logits.argmax(dim=1).to("cpu", torch.uint8).numpy()
             yield pred, batch["label"].numpy(), list(batch["tile_id"])
     finally:

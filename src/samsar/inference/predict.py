@@ -8,6 +8,9 @@ failed run leaves none of them behind):
 - ``<stem>_preview.png``: downsampled coloured preview;
 - ``<stem>_areas.csv``: pixel count, fraction and area (km2, projected CRS only) per class;
 - ``<stem>_confidence.tif`` (optional): max softmax probability x 255 as uint8, 0 = no data.
+
+A box_prompt model (variant ``<method>-box``) needs ``boxes``, a GeoJSON or CSV file of box
+prompts (:mod:`samsar.inference.boxes`); a classwise model refuses them.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from tqdm import tqdm
 
 from samsar.config import DEFAULT_PARAMS, Params
 from samsar.data.tiling import window_starts
+from samsar.inference.boxes import read_boxes
 from samsar.inference.errors import PredictError
 from samsar.inference.outputs import NODATA_CLASS, ClassCounter, PreviewSampler, colormap, write_area_table
+from samsar.inference.postprocess import MinimumMappingUnit, mmu_tags
 from samsar.inference.predictor import Predictor
 from samsar.inference.raster import RowWriter, SceneReader, gdal_env
 from samsar.io import atomic_path, name_os_errors
@@ -181,19 +186,26 @@ def predict_scene(
     device: str = "auto",
     params: Params | None = None,
     overwrite: bool = False,
+    boxes: Path | str | None = None,
+    min_mapping_unit: int = 0,
 ) -> PredictResult:
     """Classify a scene of any size into a class map, a preview and an area table (see module doc).
 
     Existing output files are replaced only with ``overwrite``; see :func:`check_outputs`.
+    ``min_mapping_unit`` (pixels, 0 = off): regions and holes smaller than that are absorbed by the
+    class around them (:mod:`samsar.inference.postprocess`), recorded in the class map's tags.
     """
     started = time.perf_counter()
+    if min_mapping_unit < 0:
+        raise PredictError(f"--min-mapping-unit {min_mapping_unit}: must be >= 0 pixels (0 = off)")
     input_path, output_path = Path(input_path), Path(output_path)
     paths = {name: path for name, path in output_paths(output_path).items() if confidence or name != "confidence"}
     check_outputs(input_path, paths, overwrite, dataset_dirs(params))
     # A registry model is downloaded into a temporary directory removed when prediction ends.
     with tempfile.TemporaryDirectory(prefix="samsar-model-") as download_dir, gdal_env(), SceneReader(input_path) as scene:
         segmenter, meta = load_model(resolve_model(model, params, Path(download_dir)), params)
-        predictor = Predictor(segmenter, meta, device=device, batch_size=batch_size, overlap=overlap)
+        prompts = _scene_boxes(boxes, segmenter, scene, model)
+        predictor = Predictor(segmenter, meta, device=device, batch_size=batch_size, overlap=overlap, boxes=prompts)
         _check_bands(scene, predictor)
         scene.used_bands = predictor.scaler.bands
         colors = [tuple(c) for c in meta["class_colors"]]
@@ -204,19 +216,28 @@ def predict_scene(
             tmp = {name: stack.enter_context(atomic_path(path)) for name, path in paths.items()}
             class_writer = stack.enter_context(
                 RowWriter(tmp["class_map"], dtype="uint8", nodata=NODATA_CLASS, colormap=colormap(colors),
-                          class_names=predictor.class_names, **geo)
+                          class_names=predictor.class_names, tags=mmu_tags(min_mapping_unit) if min_mapping_unit else None,
+                          **geo)
             )
             confidence_writer = (
                 stack.enter_context(RowWriter(tmp["confidence"], dtype="uint8", nodata=0, description="confidence", **geo)) if confidence else None
             )
+            mmu = MinimumMappingUnit(min_mapping_unit, scene.height) if min_mapping_unit else None
+
+            def emit(bands: list[tuple[int, np.ndarray]]) -> None:
+                for row0, classes in bands:
+                    class_writer.write(classes)
+                    counter.add(classes)
+                    preview.add(row0, classes)
+
             blocks = predictor.stream(scene.read_block, scene.height, scene.width)
             strips = len(window_starts(scene.height, predictor.window, predictor.stride))
             for block in tqdm(blocks, total=strips, unit="strip", desc=input_path.name, disable=None):
-                class_writer.write(block.classes)
+                emit(mmu.push(block.row0, block.classes) if mmu else [(block.row0, block.classes)])
                 if confidence_writer is not None:
                     confidence_writer.write(np.rint(block.confidence * 255).astype(np.uint8))
-                counter.add(block.classes)
-                preview.add(block.row0, block.classes)
+            if mmu:
+                emit(mmu.finish())
             if counter.total == 0:
                 raise PredictError(f"{input_path}: every pixel is nodata (or not finite); check the file's nodata value and content")
             preview.write_png(tmp["preview"], colors)
@@ -232,6 +253,19 @@ def predict_scene(
         windows=predictor.windows_run,
         seconds=time.perf_counter() - started,
     )
+
+
+def _scene_boxes(boxes: Path | str | None, segmenter, scene: SceneReader, model: str | Path) -> np.ndarray | None:
+    """The scene's box prompts from ``boxes`` (box_prompt models), checked against the model's head."""
+    takes_boxes = bool(getattr(segmenter, "takes_boxes", False))
+    if takes_boxes and boxes is None:
+        raise PredictError(f"{model}: the model uses the box_prompt head, which needs box prompts; pass --boxes FILE "
+                           f"(GeoJSON in the scene's CRS, or CSV with header x0,y0,x1,y1 in pixels)")
+    if boxes is not None and not takes_boxes:
+        raise PredictError(f"{boxes}: the model {model} has the classwise head, which takes no boxes; drop --boxes")
+    if boxes is None:
+        return None
+    return read_boxes(boxes, scene.height, scene.width, crs=scene.crs, transform=scene.transform)
 
 
 def _check_bands(scene: SceneReader, predictor: Predictor) -> None:

@@ -6,6 +6,9 @@ into a buffer one window high; rows that no later window touches are finished an
 Memory is bounded by the window batch and the strip buffers (window height x scene width, a
 few bytes per class and pixel); reading, scaling and finishing go a column chunk at a time.
 The full-scene probability cube is never formed.
+
+A box_prompt model is prompted, per window, with the scene boxes that intersect it (clipped and
+in window pixels, see :mod:`samsar.inference.boxes`); a window without any is all background.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import nn
 
 from samsar.data.scaling import SarScaler
 from samsar.data.tiling import window_starts
+from samsar.inference.boxes import window_boxes
 from samsar.inference.outputs import NODATA_CLASS
 from samsar.inference.windows import blend_weights, window_stride
 
@@ -51,7 +55,8 @@ class Predictor:
     Raw pixels are scaled exactly as in training (``SarScaler.from_dict(meta["scaling"])``: the
     same bands, units, channel composition and clip ranges; pixels at the nodata values configured
     for training are nodata too), cut into overlapping windows of the model's image size, run in batches (bf16 autocast on
-    CUDA) and blended per pixel.
+    CUDA) and blended per pixel. ``boxes`` (box_prompt models only, required there): ``(N, 4)`` scene
+    pixel boxes ``x0, y0, x1, y1``.
     """
 
     def __init__(
@@ -61,9 +66,14 @@ class Predictor:
         device: str | torch.device = "auto",
         batch_size: int = 8,
         overlap: float = 0.25,
+        boxes: np.ndarray | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.takes_boxes = bool(getattr(segmenter, "takes_boxes", False))
+        if boxes is not None:
+            check_boxes(self.takes_boxes, True)
+        self.boxes = boxes
         self.device = resolve_device(device)
         self.segmenter = segmenter.to(self.device).eval()
         self.window = int(meta["image_size"])
@@ -83,21 +93,26 @@ class Predictor:
         """Band count of the input files the model was trained on (it may use fewer of them)."""
         return self.scaler.input_bands
 
-    def predict_array(self, raw: np.ndarray) -> np.ndarray:
+    def predict_array(self, raw: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
         """Class map ``uint8 (H, W)`` of an in-memory image ``(H, W)`` or ``(H, W, C)``;
-        non-finite pixels and the scaler's nodata values get ``NODATA_CLASS``."""
+        non-finite pixels and the scaler's nodata values get ``NODATA_CLASS``. ``boxes``: this
+        image's pixel boxes (box_prompt models; replaces those given to the constructor)."""
         raw = np.asarray(raw)
         valid = np.isfinite(raw) if raw.ndim == 2 else np.isfinite(raw).all(axis=-1)
         valid &= self.scaler.valid(raw)
         out = np.empty(raw.shape[:2], dtype=np.uint8)
         read = lambda r0, r1, c0, c1: (raw[r0:r1, c0:c1], valid[r0:r1, c0:c1])  # noqa: E731
-        for block in self.stream(read, *raw.shape[:2]):
+        for block in self.stream(read, *raw.shape[:2], boxes=boxes):
             out[block.row0 : block.row0 + len(block.classes)] = block.classes
         return out
 
     @torch.inference_mode()
-    def stream(self, read_block: BlockReader, height: int, width: int) -> Iterator[RowBlock]:
-        """Predict a ``height x width`` scene read through ``read_block``; yield finished rows top to bottom."""
+    def stream(self, read_block: BlockReader, height: int, width: int, boxes: np.ndarray | None = None) -> Iterator[RowBlock]:
+        """Predict a ``height x width`` scene read through ``read_block``; yield finished rows top to bottom.
+        ``boxes`` (scene pixels) replace the constructor's for this scene."""
+        boxes = self.boxes if boxes is None else boxes
+        check_boxes(self.takes_boxes, boxes is not None)
+        boxes = None if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         size = self.window
         row_starts = window_starts(height, size, self.stride)
         col_starts = window_starts(width, size, self.stride)
@@ -111,7 +126,7 @@ class Predictor:
         for i, row0 in enumerate(row_starts):
             row1 = min(row0 + size, height)
             self._read_strip(read_block, row0, row1, width, strip, strip_valid)
-            self._accumulate(strip, strip_valid, col_starts, probs, weight_sum)
+            self._accumulate(strip, strip_valid, row0, col_starts, probs, weight_sum, boxes)
             done = (row_starts[i + 1] if i + 1 < len(row_starts) else row1) - row0
             yield self._finish(row0, probs[:, :done, :width], weight_sum[:done, :width], strip_valid[:done, :width])
             _shift_up(probs, done)
@@ -136,7 +151,8 @@ class Predictor:
             strip_valid[:n, col0:col1] = torch.from_numpy(valid)
 
     def _accumulate(
-        self, strip: torch.Tensor, strip_valid: torch.Tensor, col_starts: list[int], probs: torch.Tensor, weight_sum: torch.Tensor
+        self, strip: torch.Tensor, strip_valid: torch.Tensor, row0: int, col_starts: list[int], probs: torch.Tensor,
+        weight_sum: torch.Tensor, boxes: np.ndarray | None = None,
     ) -> None:
         """Run the windows of one strip in batches; add their weighted probabilities."""
         size = self.window
@@ -146,14 +162,16 @@ class Predictor:
             batch_cols = cols[b : b + self.batch_size]
             windows = torch.stack([strip[:, :, c : c + size] for c in batch_cols])
             self.windows_run += len(batch_cols)
-            for c, p in zip(batch_cols, self.window_probabilities(windows)):
+            prompts = None if boxes is None else [window_boxes(boxes, row0, c, size) for c in batch_cols]
+            for c, p in zip(batch_cols, self.window_probabilities(windows, prompts)):
                 probs[:, :, c : c + size] += p * self._weights
                 weight_sum[:, c : c + size] += self._weights
 
-    def window_probabilities(self, windows: torch.Tensor) -> torch.Tensor:
-        """Softmax class probabilities ``(B, K, T, T)`` (float32) of scaled windows ``(B, 3, T, T)``."""
+    def window_probabilities(self, windows: torch.Tensor, boxes: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Softmax class probabilities ``(B, K, T, T)`` (float32) of scaled windows ``(B, 3, T, T)``
+        (``boxes``: per window, in window pixels, for a box_prompt model)."""
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            logits = self.segmenter(windows)
+            logits = self.segmenter(windows) if boxes is None else self.segmenter(windows, boxes)
         return logits.float().softmax(dim=1)
 
     def _finish(self, row0: int, probs: torch.Tensor, weight_sum: torch.Tensor, valid: torch.Tensor) -> RowBlock:
@@ -168,6 +186,14 @@ class Predictor:
             classes[:, cols] = torch.where(keep, chunk_classes, NODATA_CLASS).to(torch.uint8).cpu().numpy()
             confidence[:, cols] = torch.where(keep, chunk_conf, 0.0).cpu().numpy()
         return RowBlock(row0, classes, confidence)
+
+
+def check_boxes(takes_boxes: bool, given: bool) -> None:
+    """``ValueError`` unless boxes are given exactly when the model's head takes them."""
+    if takes_boxes and not given:
+        raise ValueError("the model uses the box_prompt head, which needs box prompts; pass boxes (x0, y0, x1, y1 pixels)")
+    if given and not takes_boxes:
+        raise ValueError("the model's classwise head takes no box prompts; predict without boxes")
 
 
 def _shift_up(buffer: torch.Tensor, rows: int) -> None:

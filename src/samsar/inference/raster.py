@@ -107,7 +107,8 @@ class RowWriter:
     table or class names are given, else ``average``; the same tiles and compression) and the
     staging file is removed. Nodata, CRS, colour table, band description and tags carry over;
     ``class_names`` are stored as the dataset tag ``CLASS_NAMES`` (a JSON list) and the band tags
-    ``CLASS_<value>`` (both shown by ``gdalinfo``), the band description being ``class``.
+    ``CLASS_<value>`` (both shown by ``gdalinfo``), the band description being ``class``; ``tags``
+    are further dataset tags (e.g. the minimum mapping unit).
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class RowWriter:
         class_names: list[str] | None = None,
         description: str | None = None,
         resampling: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> None:
         profile = dict(
             driver="GTiff", height=height, width=width, count=1, dtype=dtype, nodata=nodata,
@@ -145,6 +147,8 @@ class RowWriter:
         if class_names is not None:
             self._ds.update_tags(CLASS_NAMES=json.dumps(list(class_names)))
             self._ds.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(class_names)})
+        if tags:
+            self._ds.update_tags(**tags)
         if description or class_names is not None:
             self._ds.set_band_description(1, description or "class")
         self._buffer = np.empty((min(TILE, height), width), dtype=dtype)

@@ -38,38 +38,89 @@ def safetensors_nbytes(tensors: dict[str, torch.Tensor]) -> int:
     return 8 + math.ceil(header_len / 8) * 8 + offset
 
 
+#: The SAM-PARSER paper's parameter columns (ViT-B, K = 1024): decoder-only trains SAM's whole
+#: mask decoder; the other rows add their encoder-side parameters to it.
+PARSER_PAPER_K = {"decoder_only": 3963.2, "parser": 0.5, "lora": 144.0, "adapter": 351.5}
+
+
 def describe_variant(variant: str, backbone: str, num_classes: int, image_size: int,
                      options: VariantOptions | None = None) -> dict:
-    """Parameter counts, artifact size and forward GFLOPs (one image) of one variant."""
+    """Parameter counts, artifact size and forward GFLOPs (one image) of one variant.
+
+    ``base_params``: the decoder side as the papers count it: SAM's whole mask decoder plus the
+    head's own parameters (class head, no-mask embedding). ``method_params``: what the method adds
+    or unfreezes in the encoder. ``trainable_params``: what samsar actually optimises (the base
+    minus the decoder parts that never get a gradient, plus the method's).
+    """
     segmenter = build_segmenter(variant, backbone=backbone, image_size=image_size, num_classes=num_classes,
                                 options=options, device="meta")
     trainable = segmenter.named_trainable_parameters()
+    images = torch.empty(1, 3, image_size, image_size, device="meta")
+    # The box head: one box prompt (the whole image) per image.
+    boxes = [torch.tensor([[0.0, 0.0, image_size - 1.0, image_size - 1.0]])] if segmenter.takes_boxes else None
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        segmenter(torch.empty(1, 3, image_size, image_size, device="meta"))
+        segmenter(images, boxes) if boxes is not None else segmenter(images)
+    base = sum(p.numel() for p in segmenter.sam.mask_decoder.parameters())
+    base += sum(p.numel() for p in segmenter.head.parameters())
+    method = sum(p.numel() for p in segmenter.method.trainable_parameters(segmenter.sam).values())
     return {
         "variant": variant,
         "total_params": sum(p.numel() for p in segmenter.parameters()),
         "trainable_params": sum(p.numel() for p in trainable.values()),
-        "encoder_trainable_params": sum(p.numel() for p in segmenter.method.trainable_parameters(segmenter.sam).values()),
+        "encoder_trainable_params": method,
+        "base_params": base,
+        "method_params": method,
+        "base_plus_method_params": base + method,
         "artifact_bytes": safetensors_nbytes(dict(trainable)),
         "gflops": counter.get_total_flops() / 1e9,
     }
 
 
-def describe(backbone: str, num_classes: int, image_size: int, options: VariantOptions | None = None) -> list[dict]:
+def kilo(n: int) -> str:
+    """A parameter count in K = 1024, one decimal (``4,058,340`` -> ``3,963.2``)."""
+    return f"{n / 1024:,.1f}"
+
+
+def describe(backbone: str, num_classes: int, image_size: int, options: VariantOptions | None = None,
+             console: Console | None = None) -> list[dict]:
     """Print a table of every registered variant and return its rows."""
+    options = options or VariantOptions()
     rows = [describe_variant(v, backbone, num_classes, image_size, options) for v in VARIANTS]
-    table = Table(title=f"SAM {backbone}, {num_classes} classes, {image_size} px (forward FLOPs per image)")
-    for column in ("variant", "total params", "trainable", "of which encoder", "artifact", "GFLOPs"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
+    paper = backbone == "vit_b"
+    table = Table(title=f"SAM {backbone}, {options.head} head, {num_classes} classes, {image_size} px "
+                        f"(forward FLOPs per image)")
+    columns = ["variant", "base: decoder side", "added by method", "base + method"]
+    columns += ["SAM-PARSER paper"] if paper else []
+    columns += ["trained (exact)", "total params", "artifact", "GFLOPs"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=column == "variant")
     for r in rows:
-        table.add_row(r["variant"], f"{r['total_params']:,}", f"{r['trainable_params']:,}",
-                      f"{r['encoder_trainable_params']:,}", _human_bytes(r["artifact_bytes"]), f"{r['gflops']:.1f}")
-    console = Console()
+        cells = [r["variant"], kilo(r["base_params"]), f"+{kilo(r['method_params'])}", kilo(r["base_plus_method_params"])]
+        if paper:
+            figure = PARSER_PAPER_K.get(r["variant"])
+            cells.append("" if figure is None else f"{figure:,.1f}" if r["variant"] == "decoder_only" else f"+{figure:,.1f}")
+        cells += [f"{r['trainable_params']:,}", f"{r['total_params']:,}", _human_bytes(r["artifact_bytes"]),
+                  f"{r['gflops']:.1f}"]
+        table.add_row(*cells)
+    # Wide enough for every column whole; a narrower terminal wraps lines instead of truncating numbers.
+    console = console or Console(width=max(Console().width, 150))
+    console.print("Parameters in K = 1024 parameters, one decimal (the SAM-PARSER paper's unit); "
+                  "'trained (exact)' and 'total params' are plain counts.")
     console.print(table)
-    console.print("Trainable counts exclude SAM decoder parts the heads never use (IoU head, hypernetwork "
-                  "MLPs of mask tokens 1-3) and the prompt encoder. PARSER's frozen U, V are buffers, "
-                  "not parameters, so its total is below the base's.")
+    console.print(
+        f"Options: lora {options.lora.targets} rank {options.lora.rank}; adapter "
+        f"{'hidden ' + str(options.adapter.hidden) if options.adapter.hidden else 'reduction ' + str(options.adapter.reduction)}, "
+        f"placement {options.adapter.placement}, blocks {'all' if options.adapter.blocks is None else options.adapter.blocks}; "
+        f"parser on {options.parser.targets}.")
+    console.print("base: SAM's whole mask decoder, as the papers count decoder-only fine-tuning, plus the head's "
+                  "own parameters. 'trained (exact)' leaves out the decoder parts that never get a gradient "
+                  "(IoU head, hypernetwork MLPs of mask tokens 1-3) and the prompt encoder. PARSER's frozen U, V are "
+                  "buffers, not parameters, so its total is below the base's.")
+    if paper:
+        console.print("SAM-PARSER paper: its table's ViT-B figures (decoder-only, then what each method adds). With "
+                      "the paper's options (examples/params-parser-paper.yaml) decoder-only, PARSER and LoRA match "
+                      "them; no Houlsby adapter size gives the adapter row's 351.5 K exactly (the nearest: hidden 19, "
+                      "placement mlp, 351.2 K).")
     return rows
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from samsar.config import VariantOptions
-from samsar.models.box_prompt import Boxes
+from samsar.models.box_prompt import Boxes, boxes_from_labels
 from samsar.models.peft.base import PeftMethod
 from samsar.models.sam import PATCH_SIZE
 
@@ -18,7 +19,7 @@ from samsar.models.sam import PATCH_SIZE
 class SegmenterSpec:
     """Everything needed to rebuild a segmenter (recorded in adapter.json)."""
 
-    variant: str
+    variant: str  # the method (``parser``); the head is ``options.head`` (``parser-box``: box_prompt)
     backbone: str
     image_size: int
     num_classes: int
@@ -83,6 +84,16 @@ class Segmenter(nn.Module):
     def takes_boxes(self) -> bool:
         """True for the box-prompt head (``forward(images, boxes)``, boxes per image)."""
         return self.spec.options.head == "box_prompt"
+
+    def truth_boxes(self, labels: torch.Tensor, generator: np.random.Generator | None = None) -> Boxes | None:
+        """Box prompts from label masks ``(B, H, W)`` (None for a head without prompts): around the
+        non-background class (index 1), per ``variant_options.box_prompt.boxes``; exact without
+        ``generator``, with one each side grows by 0-``box_prompt.jitter`` px (training)."""
+        if not self.takes_boxes:
+            return None
+        cfg = self.spec.options.box_prompt
+        return boxes_from_labels(labels, foreground=1, jitter=cfg.jitter if generator is not None else 0,
+                                 generator=generator, mode=cfg.boxes)
 
     def forward_from_trunk(self, features: torch.Tensor, boxes: Boxes | None = None) -> torch.Tensor:
         """Neck (with any neck method) and head on trunk features -> class logits."""

@@ -1,7 +1,8 @@
 """The registry of fine-tuning methods and the segmenter builder.
 
 Adding a method: write ``models/peft/<name>.py`` with a :class:`PeftMethod` subclass and add
-it to :data:`VARIANTS`.
+it to :data:`VARIANTS`. A variant name is a method name, optionally with a head suffix:
+``<method>-box`` is that method with the box_prompt head (:func:`parse_variant`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from samsar.config import VariantOptions
+from samsar.config import VariantOptions, split_variant_name
 from samsar.models.box_prompt import BoxPromptDecoder
 from samsar.models.classwise_decoder import ClasswiseMaskDecoder, trained_decoder_parameters
 from samsar.models.peft.adapter import Adapter
@@ -29,6 +30,18 @@ VARIANTS: dict[str, type[PeftMethod]] = {
 }
 
 
+def parse_variant(name: str, options: VariantOptions | None = None) -> tuple[str, str]:
+    """``(method, head)`` of a variant name: ``"parser-box"`` -> ``("parser", "box_prompt")``, a
+    plain method name -> ``(method, options.head)``. ``ValueError`` naming the known methods otherwise."""
+    try:
+        method, head = split_variant_name(name)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; known methods: {', '.join(VARIANTS)}") from None
+    if method not in VARIANTS:
+        raise ValueError(f"unknown variant '{name}'; known: {', '.join(VARIANTS)} (each also as <method>-box)")
+    return method, head or (options or VariantOptions()).head
+
+
 def build_segmenter(
     variant: str,
     *,
@@ -41,25 +54,25 @@ def build_segmenter(
     gradient_checkpointing: bool = False,
     device: torch.device | str | None = None,
 ) -> Segmenter:
-    """SAM (from ``checkpoint`` or seeded random init) + method ``variant`` + head.
+    """SAM (from ``checkpoint`` or seeded random init) + method + head of ``variant`` (see
+    :func:`parse_variant`); the spec records the method and the options with the resolved head.
 
     Everything starts frozen; the head unfreezes the SAM decoder parts it uses, the method
     what it trains in the encoder. ``device="meta"`` builds shapes only.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant '{variant}'; known: {', '.join(VARIANTS)}")
+    method_name, head_name = parse_variant(variant, options)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    options = options or VariantOptions()
+    options = (options or VariantOptions()).model_copy(update={"head": head_name})
     sam, base_id = build_sam(backbone, image_size, checkpoint, seed=seed, device=device)
     sam.requires_grad_(False)
     with torch.random.fork_rng(devices=[]), torch.device(device or "cpu"):
         torch.manual_seed(seed)
         head = _build_head(options, sam, num_classes)
-        method = VARIANTS[variant](options)
+        method = VARIANTS[method_name](options)
         method.apply(sam)
     spec = SegmenterSpec(
-        variant=variant, backbone=backbone, image_size=image_size, num_classes=num_classes, options=options,
+        variant=method_name, backbone=backbone, image_size=image_size, num_classes=num_classes, options=options,
         seed=seed, checkpoint=None if checkpoint is None else str(checkpoint),
     )
     return Segmenter(sam, method, head, base_id=base_id, spec=spec, gradient_checkpointing=gradient_checkpointing)

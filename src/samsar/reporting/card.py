@@ -15,6 +15,7 @@ import markdown
 from samsar.config import Params
 from samsar.evaluation.metrics import ABSENT, ABSENT_NOTE, MF1_REFERENCE_DESCRIPTION, absent_classes
 from samsar.evaluation.metrics import format_metric as fmt
+from samsar.evaluation.objects import SIZE_BUCKETS_DESCRIPTION
 from samsar.evaluation.runner import (
     CONFUSION_COUNTS,
     CONFUSION_NORMALIZED,
@@ -171,6 +172,29 @@ def _forms(metrics: dict) -> list[dict]:
     return forms
 
 
+def _objects(metrics: dict, class_names: list[str]) -> list[dict]:
+    """Rows of the card's object table (one per object class; empty for metrics without them)."""
+    rows = []
+    found = metrics.get("objects") or {}
+    for name, counts in ((n, found[n]) for n in class_names if n in found):
+        row = {"name": name, "true": counts.get("n_true_objects"), "missed": counts.get("missed_by_size") or {},
+               "false": counts.get("false_by_size") or {}, "interval": (metrics.get("object_f1_interval") or {}).get(name)}
+        for key in ("object_precision", "object_recall", "object_f1", "object_mean_iou"):
+            row[key] = (metrics.get(key) or {}).get(name)
+            row[key + "_std"] = (metrics.get(key + "_std") or {}).get(name)
+        rows.append(row)
+    return rows
+
+
+def _boundaries(metrics: dict, class_names: list[str]) -> list[dict]:
+    """Rows of the card's boundary table (one per land-cover class)."""
+    f1 = metrics.get("boundary_f1") or {}
+    return [{"name": name, "precision": (metrics.get("boundary_precision") or {}).get(name),
+             "recall": (metrics.get("boundary_recall") or {}).get(name), "f1": f1[name],
+             "f1_std": (metrics.get("boundary_f1_std") or {}).get(name)}
+            for name in class_names if name in f1]
+
+
 def render_markdown(params: Params, variant: str) -> str:
     """The model card of ``variant`` as Markdown (figures referenced relative to the card)."""
     from samsar.data.dataset import DatasetInfo, TileDataset
@@ -206,6 +230,9 @@ def render_markdown(params: Params, variant: str) -> str:
         metrics=metrics,
         absent=absent_classes(metrics["per_class_iou"]),
         forms=_forms(metrics),
+        objects=_objects(metrics, info.class_names),
+        boundaries=_boundaries(metrics, info.class_names),
+        size_buckets=SIZE_BUCKETS_DESCRIPTION,
         train=params.train,
         dataset=_dataset(params, info, train_counts),
         acquisition=_acquisition(params, info),

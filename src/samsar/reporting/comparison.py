@@ -2,7 +2,9 @@
 
 Quality is never ranked by the mean alone: a variant is called better than another only when the
 95 % paired-bootstrap interval of their mIoU difference (test tiles and seeds resampled, see
-:mod:`samsar.uncertainty`) excludes 0.
+:mod:`samsar.uncertainty`) excludes 0. For a task whose non-background classes are all object
+classes (``evaluate.object_classes``, e.g. ships), the table leads with each object class's object
+F1 and pixel IoU; land-cover tasks get a mean boundary F1 (``mBF1``) column.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from samsar.config import Params
 from samsar.evaluation.metrics import ABSENT, ABSENT_NOTE, absent_classes
 from samsar.evaluation.metrics import format_metric as fmt
+from samsar.evaluation.objects import SIZE_BUCKETS_DESCRIPTION
 from samsar.evaluation.runner import tiles_path
 from samsar.io import write_text
 from samsar.reporting.card import human_bytes
@@ -39,6 +42,7 @@ class Column:
     key: str
     header: str
     mark_lowest: bool = False
+    std_key: str | None = None  # where the seed std is (default ``<key>_std``)
 
     def format(self, metrics: dict) -> str:
         value = _get(metrics, self.key)
@@ -50,7 +54,7 @@ class Column:
             return human_bytes(int(value))
         if self.key == "train_seconds":
             return f"{value:.0f} s"
-        std = _get(metrics, self.key + "_std")
+        std = _get(metrics, self.std_key or self.key + "_std")
         return fmt(value) if std is None else f"{fmt(value)} ± {fmt(std)}"
 
 
@@ -67,6 +71,25 @@ COLUMNS = (
     Column("train_seconds", "training time (sum over seeds)"),
 )
 COST_KEYS = ("n_trainable_params", "artifact_bytes", "train_seconds", "val_mIoU")
+MBF1_COLUMN = Column("mBF1", "mBF1")
+
+
+def object_columns(name: str) -> tuple[Column, Column]:
+    """Object F1 and pixel IoU of object class ``name`` (mean ± std over seeds)."""
+    return (Column(f"object_f1.{name}", f"{name} object F1", std_key=f"object_f1_std.{name}"),
+            Column(f"per_class_iou.{name}", f"{name} IoU", std_key=f"per_class_iou_std.{name}"))
+
+
+def columns_for(class_names: list[str], background: str | None, object_classes: list[str]) -> tuple[Column, ...]:
+    """The comparison's columns for a task. When every non-background class is an object class, the
+    table leads with object F1 and pixel IoU per object class; other object classes add their
+    object F1 and IoU after the standard columns, and land-cover classes a ``mBF1`` column."""
+    foreground = [n for n in class_names if n != background]
+    objects = [n for n in foreground if n in object_classes]
+    extra = tuple(col for name in objects for col in object_columns(name))
+    if objects and len(objects) == len(foreground):
+        return extra + COLUMNS
+    return COLUMNS[:-1] + extra + ((MBF1_COLUMN,) if len(objects) < len(foreground) else ()) + COLUMNS[-1:]
 
 
 def _get(metrics: dict, key: str):
@@ -79,7 +102,8 @@ def _get(metrics: dict, key: str):
 DEGENERATE_MARK = "‡"
 
 
-def degenerate_columns(rows: dict[str, dict], n_foreground: int | None = None) -> dict[str, str]:
+def degenerate_columns(rows: dict[str, dict], n_foreground: int | None = None,
+                       columns: tuple[Column, ...] = COLUMNS) -> dict[str, str]:
     """Columns on which marking a best value would mislead, ``key -> why``: never marked, flagged
     ``‡`` in the header and explained in a note under the table.
 
@@ -90,7 +114,7 @@ def degenerate_columns(rows: dict[str, dict], n_foreground: int | None = None) -
     - a marked (cost) column undefined or equal for every variant: there is no best to mark.
     """
     reasons: dict[str, str] = {}
-    for col in COLUMNS:
+    for col in columns:
         if col.key.startswith("ignore_background") and n_foreground is not None and n_foreground < 2:
             reasons[col.key] = (
                 f"with {n_foreground} non-background class, dropping background-truth pixels drops every false "
@@ -105,35 +129,36 @@ def degenerate_columns(rows: dict[str, dict], n_foreground: int | None = None) -
     return reasons
 
 
-def degenerate_note(reasons: dict[str, str]) -> str:
+def degenerate_note(reasons: dict[str, str], columns: tuple[Column, ...] = COLUMNS) -> str:
     """One line per degenerate column saying why none of its values is marked best."""
-    headers = {c.key: c.header for c in COLUMNS}
+    headers = {c.key: c.header for c in columns}
     lines = [f"{DEGENERATE_MARK} `{headers[key]}`: {why}; no value is marked best." for key, why in reasons.items()]
     return "\n".join(lines) + "\n" if lines else ""
 
 
 def comparison_table(rows: dict[str, dict], majority: dict | None, intervals: dict[str, Interval] | None = None,
-                     reference: str = REFERENCE, n_foreground: int | None = None) -> str:
+                     reference: str = REFERENCE, n_foreground: int | None = None,
+                     columns: tuple[Column, ...] = COLUMNS) -> str:
     """Markdown table of ``variant -> metrics`` with, per variant, its interval against ``reference``.
 
     ``majority``: scores of the majority-class predictor, shown as a last row. A variant marked
     ``†`` had a seed stopped by the wall-time guard (not comparable). ``n_foreground``: the number
     of non-background classes (None: no background class); columns :func:`degenerate_columns`
-    finds are never marked and their header carries ``‡``.
+    finds are never marked and their header carries ``‡``. ``columns``: see :func:`columns_for`.
     """
     intervals = intervals or {}
-    degenerate = degenerate_columns(rows, n_foreground)
+    degenerate = degenerate_columns(rows, n_foreground, columns)
     lowest = {}
-    for col in COLUMNS:
+    for col in columns:
         values = [v for v in (_get(m, col.key) for m in rows.values()) if v is not None]
         if col.mark_lowest and values and col.key not in degenerate:
             lowest[col.key] = min(values)
-    headers = [f"{c.header} {DEGENERATE_MARK}" if c.key in degenerate else c.header for c in COLUMNS]
+    headers = [f"{c.header} {DEGENERATE_MARK}" if c.key in degenerate else c.header for c in columns]
     headers += ["seeds: test mIoU", f"Δ mIoU vs {reference} [95 % interval]", "verdict"]
     lines = ["| variant | " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1) + "---|"]
     for variant, metrics in rows.items():
         cells = []
-        for col in COLUMNS:
+        for col in columns:
             text = col.format(metrics)
             cells.append(f"**{text}**" if col.key in lowest and _get(metrics, col.key) == lowest[col.key] else text)
         cells.append(" / ".join(fmt(v) for v in metrics.get("seed_mIoU", [])) or "n/a")
@@ -147,7 +172,7 @@ def comparison_table(rows: dict[str, dict], majority: dict | None, intervals: di
         name = f"{variant} †" if metrics.get("cut_short") else variant
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if majority is not None:
-        cells = ["-" if col.key in COST_KEYS else col.format(majority) for col in COLUMNS] + ["-", "-", "-"]
+        cells = ["-" if col.key in COST_KEYS else col.format(majority) for col in columns] + ["-", "-", "-"]
         lines.append(f"| majority class ({majority.get('class', '?')}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -161,6 +186,39 @@ def per_class_table(rows: dict[str, dict], class_names: list[str]) -> str:
         absent = absent_classes(per_class)
         cells = [ABSENT if name in absent else fmt(per_class.get(name)) for name in class_names]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _by_size(counts: dict | None) -> str:
+    """``small / medium / large`` object counts (means over seeds)."""
+    if not counts:
+        return "n/a"
+    return " / ".join(f"{counts.get(name, 0):g}" for name in ("small", "medium", "large"))
+
+
+def object_table(rows: dict[str, dict], object_classes: list[str]) -> str:
+    """Markdown table of per-object scores: one row per variant and object class (means over seeds)."""
+    lines = ["| variant | class | object precision | object recall | object F1 | mean matched IoU | "
+             "true objects | missed (small / medium / large) | false (small / medium / large) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant, metrics in rows.items():
+        for name in object_classes:
+            counts = (metrics.get("objects") or {}).get(name) or {}
+            cells = [Column(f"{key}.{name}", key, std_key=f"{key}_std.{name}").format(metrics)
+                     for key in ("object_precision", "object_recall", "object_f1", "object_mean_iou")]
+            true = counts.get("n_true_objects")
+            cells += ["n/a" if true is None else f"{true:g}", _by_size(counts.get("missed_by_size")),
+                      _by_size(counts.get("false_by_size"))]
+            lines.append(f"| {variant} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def boundary_table(rows: dict[str, dict], classes: list[str]) -> str:
+    """Markdown matrix of mean boundary F1 per variant (rows) and land-cover class (columns), with mBF1."""
+    lines = ["| variant | " + " | ".join(classes) + " | mBF1 |", "|---|" + "---:|" * (len(classes) + 1)]
+    for variant, metrics in rows.items():
+        cells = [Column(f"boundary_f1.{n}", n, std_key=f"boundary_f1_std.{n}").format(metrics) for n in classes]
+        lines.append(f"| {variant} | " + " | ".join(cells + [MBF1_COLUMN.format(metrics)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,6 +270,10 @@ def write_comparison(params: Params) -> Path:
     first = next(iter(rows.values()))
     classes, background = params.data.class_names, params.data.background
     n_foreground = len(classes) - 1 if background in classes else None
+    object_classes = list(params.evaluate.object_classes)
+    land_cover = [n for n in classes if n != background and n not in object_classes]
+    columns = columns_for(classes, background, object_classes)
+    leads = object_classes if object_classes and not land_cover else []
     text = [
         f"# Variant comparison ({params.data.name})\n",
         f"Test split ({first.get('n_test_tiles', '?')} tiles), seeds {first.get('seeds', '?')}, all-classes form unless "
@@ -221,9 +283,13 @@ def write_comparison(params: Params) -> Path:
         "convention, which leaves such a class out of the mean. "
         "Bold marks only the cheapest cost columns.\n",
         HOW_TO_READ + "\n",
-        comparison_table(rows, majority, intervals, reference, n_foreground),
     ]
-    note = degenerate_note(degenerate_columns(rows, n_foreground))
+    if leads:
+        text.append(f"Every non-background class is an object class, so the table leads with the object F1 (connected "
+                    f"components matched at IoU >= {params.evaluate.object_iou:g}) and pixel IoU of "
+                    f"{', '.join(leads)}; the intervals and verdicts remain on mIoU.\n")
+    text.append(comparison_table(rows, majority, intervals, reference, n_foreground, columns))
+    note = degenerate_note(degenerate_columns(rows, n_foreground, columns), columns)
     if note:
         text.append(note)
     if any(m.get("cut_short") for m in rows.values()):
@@ -233,6 +299,17 @@ def write_comparison(params: Params) -> Path:
         text += ["## Per-class test IoU\n", "Mean over seeds.\n", per_class_table(rows, params.data.class_names)]
         if any(absent_classes(m.get("per_class_iou") or {}) for m in rows.values()):
             text.append(ABSENT_NOTE + ".\n")
+    if object_classes and any(m.get("object_f1") for m in rows.values()):
+        text += ["## Objects\n",
+                 f"Connected components (8-connected) of truth and prediction matched one-to-one per test tile at IoU >= "
+                 f"{params.evaluate.object_iou:g}; mean ± std over seeds. Missed and false objects by size: "
+                 + ", ".join(f"{k} {v}" for k, v in SIZE_BUCKETS_DESCRIPTION.items()) + " (means over seeds).\n",
+                 object_table(rows, object_classes)]
+    if land_cover and any(m.get("boundary_f1") for m in rows.values()):
+        text += ["## Boundary F1\n",
+                 f"Boundary pixels of each land-cover class matched within {params.evaluate.boundary_tolerance} px "
+                 "between truth and prediction; mean ± std over seeds.\n",
+                 boundary_table(rows, land_cover)]
     if len(names) > 1:
         text += ["## Pairwise test mIoU differences\n",
                  "Row minus column, 95 % paired-bootstrap interval; ▲ better, ▼ worse, ≈ within noise.\n",

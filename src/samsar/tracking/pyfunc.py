@@ -4,6 +4,9 @@ The model's artifacts are the adapter directory and, when it is small enough, th
 checkpoint it was trained on (the pretrained stand-in). A bigger checkpoint is only referenced:
 adapter.json records its path and sha256; where that path does not exist, point
 ``$SAMSAR_BASE_CHECKPOINT`` at a copy (the hash is checked either way).
+
+A box_prompt model (``<method>-box``) takes its box prompts as the ``boxes`` param: a flat list
+``[x0, y0, x1, y1, x0, ...]`` of pixel boxes of the input array; predicting without is an error.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import mlflow
 import numpy as np
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
-from mlflow.types import Schema, TensorSpec
+from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from samsar.config import Params
 from samsar.io import write_json
@@ -30,6 +33,7 @@ CHECKPOINT_KEY = "base_checkpoint"
 CHECKPOINT_ENV = "SAMSAR_BASE_CHECKPOINT"
 ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 EXAMPLE_SIZE = 64
+BOXES_PARAM = "boxes"
 
 
 class AdapterModel(PythonModel):
@@ -44,8 +48,18 @@ class AdapterModel(PythonModel):
         self.predictor = Predictor(segmenter, meta, device=os.environ.get("SAMSAR_DEVICE", "auto"))
 
     def predict(self, context: PythonModelContext | None, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
-        """Class map (uint8, H x W) of one SAR array (H x W or H x W x C, raw values)."""
-        return self.predictor.predict_array(np.asarray(model_input))
+        """Class map (uint8, H x W) of one SAR array (H x W or H x W x C, raw values); a box_prompt
+        model needs ``params={"boxes": [x0, y0, x1, y1, ...]}`` (pixels of the array)."""
+        flat = (params or {}).get(BOXES_PARAM)
+        flat = [] if flat is None else list(flat)
+        if not self.predictor.takes_boxes:
+            if flat:
+                raise ValueError(f"params.{BOXES_PARAM}: this model's classwise head takes no boxes; leave the param out")
+            return self.predictor.predict_array(np.asarray(model_input))
+        if len(flat) == 0 or len(flat) % 4:
+            raise ValueError(f"params.{BOXES_PARAM}: this model uses the box_prompt head; pass its box prompts as a flat "
+                             f"list [x0, y0, x1, y1, ...] of pixel boxes (4 numbers per box), got {len(flat)} numbers")
+        return self.predictor.predict_array(np.asarray(model_input), boxes=np.asarray(flat, dtype=np.float32).reshape(-1, 4))
 
 
 def example_tile(bands: int = 1, size: int = EXAMPLE_SIZE, seed: int = 0) -> np.ndarray:
@@ -67,17 +81,27 @@ def model_artifacts(params: Params, adapter_dir: Path) -> dict[str, str]:
     return artifacts
 
 
+def example_params(model: AdapterModel, example: np.ndarray) -> dict | None:
+    """Params of the input example: for a box_prompt model one box around the example tile's centre."""
+    if not model.predictor.takes_boxes:
+        return None
+    h, w = example.shape[:2]
+    return {BOXES_PARAM: [w / 4, h / 4, 3 * w / 4 - 1, 3 * h / 4 - 1]}
+
+
 def adapter_signature(model: AdapterModel, example: np.ndarray) -> ModelSignature:
     """Signature inferred from the example tile and its prediction, any height and width allowed.
 
     The tile has the band count the model was trained on: H x W for single-band SAR, H x W x C otherwise.
+    A box_prompt model also declares the ``boxes`` param (default empty: predicting without is an error).
     """
-    inferred = infer_signature(example, model.predict(None, example))
+    inferred = infer_signature(example, model.predict(None, example, example_params(model, example)))
 
     def any_size(schema: Schema) -> Schema:
         return Schema([TensorSpec(spec.type, (-1,) * len(spec.shape), spec.name) for spec in schema.inputs])
 
-    return ModelSignature(inputs=any_size(inferred.inputs), outputs=any_size(inferred.outputs))
+    params = ParamSchema([ParamSpec(BOXES_PARAM, "double", [], (-1,))]) if model.predictor.takes_boxes else None
+    return ModelSignature(inputs=any_size(inferred.inputs), outputs=any_size(inferred.outputs), params=params)
 
 
 def log_adapter_model(params: Params, run_id: str, adapter_dir: Path) -> str:
@@ -100,7 +124,7 @@ def log_adapter_model(params: Params, run_id: str, adapter_dir: Path) -> str:
             python_model=str(ENTRY_POINT),
             artifacts=artifacts,
             signature=signature,
-            input_example=example,
+            input_example=example if example_params(model, example) is None else (example, example_params(model, example)),
             pip_requirements=_requirements(),
         )
     return info.model_uri

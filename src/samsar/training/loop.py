@@ -10,6 +10,9 @@ and interpreter start-up paid once; on a CPU the seeds run side by side in child
 sets the head's initialisation, the epoch's sample order (a sampler seeded by ``(seed, epoch)``)
 and each batch's augmentation (a generator seeded by ``(seed, epoch, batch, rank)``), so a run
 resumed from a checkpoint replays exactly the batches an uninterrupted run would have seen.
+A box_prompt variant (``<method>-box``) is prompted with boxes from each batch's labels after
+augmentation, grown by ``variant_options.box_prompt.jitter`` px at most (a numpy generator seeded
+the same way); validation uses exact boxes.
 
 SIGTERM and Ctrl+C stop every seed (child processes included) at the next optimizer step or
 epoch end, each with a checkpoint; ``--resume`` continues from them, after checking they were
@@ -47,6 +50,7 @@ from samsar.evaluation.tiles import autocast_for, dataset_confusion, tile_logits
 from samsar.io import atomic_path, finite_or_none, write_json, write_text
 from samsar.training.augment import augment_batch
 from samsar.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from samsar.training.curves import write_curve
 from samsar.training.distributed import DistContext, all_reduce_sum, broadcast_flag, distributed_context
 from samsar.training.losses import SegmentationLoss, class_weights_from_counts
 from samsar.training.progress import Progress
@@ -320,7 +324,8 @@ def _warm_feature_cache(params: Params, variant: str) -> None:
 
 
 def _write_variant_outputs(params: Params, variant: str, summaries: list[dict]) -> dict:
-    """The variant-level adapter (best validation seed), merged history and summary."""
+    """The variant-level adapter (best validation seed), merged history and summary; the git-tracked
+    curve ``results/curves/<variant>.csv`` (DVC plots)."""
     out = params.variant_dir(variant)
     selected = max(summaries, key=lambda s: -math.inf if s["best_val_mIoU"] is None else s["best_val_mIoU"])
     with atomic_path(out / "adapter") as tmp:
@@ -330,6 +335,7 @@ def _write_variant_outputs(params: Params, variant: str, summaries: list[dict]) 
         with (seed_dir(params, variant, s["seed"]) / "history.csv").open() as f:
             rows.extend(csv.DictReader(f))
     _write_history(out / "history.csv", rows)
+    write_curve(params, variant, rows)
     val_mean, val_std = mean_and_std([s["best_val_mIoU"] for s in summaries])
     summary = {
         "variant": variant,
@@ -364,10 +370,10 @@ class _TrainForward(nn.Module):
         super().__init__()
         self.segmenter = segmenter
 
-    def forward(self, inputs: torch.Tensor, from_trunk: bool = False) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, from_trunk: bool = False, boxes: list[torch.Tensor] | None = None) -> torch.Tensor:
         if from_trunk:
-            return self.segmenter.forward_from_trunk(inputs)
-        return tile_logits(self.segmenter, inputs, self.segmenter.spec.image_size)
+            return self.segmenter.forward_from_trunk(inputs, boxes)
+        return tile_logits(self.segmenter, inputs, self.segmenter.spec.image_size, boxes)
 
 
 @dataclass
@@ -532,8 +538,10 @@ class Trainer:
             if self.cfg.augment:
                 images, labels = augment_batch(images, labels, generator, self.cfg.random_crop)
             inputs, from_trunk = images.to(device), False
+        # Box prompts from the labels as augmented and cropped, jittered reproducibly per micro-batch.
+        boxes = self.segmenter.truth_boxes(labels, np.random.default_rng([self.seed, epoch, index, self.ctx.rank]))
         with autocast_for(device, self.cfg.precision):
-            logits = self.model(inputs, from_trunk=from_trunk)
+            logits = self.model(inputs, from_trunk=from_trunk, boxes=boxes)
         return self.loss_fn(logits.float(), labels.to(device))
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:

@@ -1,0 +1,154 @@
+"""DVC as its users expect: the headline metrics (results/<variant>.json) and training curves are
+git-tracked DVC metrics and plots, so `dvc exp show` compares the baseline and an experiment.
+
+The end-to-end test copies the project's dvc.yaml, code and .gitignore into a fresh git + DVC
+repository with a tiny params.yaml (one variant, one seed, a few steps, a tiny pretraining), runs
+`dvc repro`, commits dvc.lock and results/ as the README says, runs `dvc exp run -S train.lr=...`
+and reads `dvc exp show --json`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+VARIANT = "decoder_only"
+HEADLINE = f"results/{VARIANT}.json"
+
+TINY = {
+    "data": {"name": "tiny", "synthetic": {"n_scenes": 5, "scene_size": 128, "looks": 1, "seed": 0}},
+    "preprocess": {"tile_size": 64, "stride": 64, "split": {"val": 0.2, "test": 0.2, "block_size": 64, "seed": 0}},
+    "model": {"backbone": "tiny", "image_size": 64},
+    "pretrain": {"max_steps": 2, "batch_size": 2,
+                 "synthetic": {"n_scenes": 2, "scene_size": 128, "looks": 8, "seed": 1000, "domain": "source"}},
+    "variants": [VARIANT],
+    "train": {"seeds": [0], "epochs": 2, "max_steps": 6, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 3,
+              "early_stopping_patience": 10},
+    "evaluate": {"overlays": 1, "batch_size": 4},
+    "tracking": {"enabled": False},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _plot_sources(dvc_yaml: dict) -> dict[str, dict]:
+    return {name: spec for plot in dvc_yaml.get("plots", []) for name, spec in plot.items()}
+
+
+def test_the_overlay_plot_lists_the_curve_of_every_variant_of_params_yaml():
+    """DVC cannot expand ${variants} into plot sources: dvc.yaml lists them, and must agree with params.yaml."""
+    dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    variants = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["variants"]
+    overlay = _plot_sources(dvc_yaml)["val_mIoU"]
+    assert overlay["x"] == "step" and set(overlay["y"].values()) == {"val_mIoU"}
+    assert list(overlay["y"]) == [f"results/curves/{v}.csv" for v in variants]
+    train, evaluate = (dvc_yaml["stages"][name]["do"] for name in ("train", "evaluate"))
+    assert "plots" not in train  # no per-variant chart of its own
+    outs = {next(iter(o)) if isinstance(o, dict) else o: o for o in train["outs"]}
+    assert outs["results/curves/${item}.csv"]["results/curves/${item}.csv"] == {"cache": False}
+    # The headline is the only metrics file; the detailed one is a plain output.
+    assert evaluate["metrics"] == [{"results/${item}.json": {"cache": False}}]
+    assert {"metrics/${item}.json": {"cache": False}} in evaluate["outs"]
+
+
+def test_results_are_not_ignored_by_git():
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    for path in ("results/lora.json", "results/curves/lora.csv"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO_ROOT)
+        assert ignored.returncode == 1, f"{path} is gitignored"
+
+
+@pytest.fixture
+def dvc_repo(tmp_path):
+    """A git + DVC repository holding the project's pipeline and a tiny params.yaml; returns (repo, run)."""
+    dvc = BIN / "dvc"
+    if not dvc.is_file() or shutil.which("git") is None or not (BIN / "samsar").is_file():
+        pytest.skip("dvc, git or the samsar command is not installed")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DVC_", "MLFLOW_", "PREFECT_", "GIT_"))}
+    env |= {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(tmp_path / "home"),
+            "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com"}
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO_ROOT / name, repo / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO_ROOT / "src" / "samsar", repo / "src" / "samsar", ignore=skip)  # the stages' code deps
+    shutil.copytree(REPO_ROOT / "pipelines", repo / "pipelines", ignore=skip)
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
+
+    def run(*args: str) -> str:
+        result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        return result.stdout
+
+    run("git", "init", "-q")
+    run("git", "config", "user.name", "t")
+    run("git", "config", "user.email", "t@example.com")
+    run(str(dvc), "init", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "project")
+    return repo, lambda *args: run(*(str(dvc) if a == "dvc" else a for a in args))
+
+
+def _rows(show: list[dict]) -> dict[str, dict]:
+    """``dvc exp show --json`` -> name (or rev) -> that row's data, baseline and experiments alike."""
+    rows = {}
+    for entry in show:
+        rows[entry.get("name") or entry["rev"]] = entry.get("data") or {}
+        for experiment in entry.get("experiments") or []:
+            for rev in experiment.get("revs", []):
+                rows[rev.get("name") or rev["rev"]] = rev.get("data") or {}
+    return rows
+
+
+def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_repo):
+    repo, run = dvc_repo
+    run("dvc", "repro")
+    # The convention the README states: commit dvc.lock and results/ after `dvc repro`.
+    untracked = run("git", "status", "--porcelain", "--untracked-files=all")
+    assert f"?? {HEADLINE}" in untracked and f"?? results/curves/{VARIANT}.csv" in untracked
+    run("git", "add", "dvc.lock", "results")
+    run("git", "commit", "-q", "-m", "baseline results")
+    baseline = json.loads((repo / HEADLINE).read_text())
+
+    run("dvc", "exp", "run", "-n", "half-lr", "-S", "train.lr=0.0005")
+    rows = _rows(json.loads(run("dvc", "exp", "show", "--json")))
+    branch = run("git", "rev-parse", "--abbrev-ref", "HEAD").strip()
+    assert {branch, "half-lr"} <= set(rows), list(rows)
+    for name in (branch, "half-lr"):
+        metrics = rows[name]["metrics"]
+        assert set(metrics) == {HEADLINE}, metrics.keys()  # only the headline: metrics/<variant>.json is demoted
+        headline = metrics[HEADLINE]["data"]
+        for key in ("mIoU", "mIoU_std", "mIoU_ci_low", "mIoU_ci_high", "mF1", "OA", "kappa"):
+            assert isinstance(headline[key], float), (name, key, headline)
+        assert all(isinstance(value, (int, float)) for value in headline.values())  # no strings, no nested dicts
+    assert rows[branch]["metrics"][HEADLINE]["data"] == baseline  # read from the commit, not the workspace
+    lrs = {name: rows[name]["params"]["params.yaml"]["data"]["train"]["lr"] for name in (branch, "half-lr")}
+    assert lrs == {branch: 0.002, "half-lr": 0.0005}
+
+    diff = json.loads(run("dvc", "metrics", "diff", branch, "--json"))  # the experiment is in the workspace now
+    assert "mIoU" in diff["diff"][HEADLINE]
+    curves = json.loads(run("dvc", "plots", "show", "--json", "val_mIoU"))
+    points = curves["data"]["val_mIoU"][0]["content"]["data"]["values"]
+    assert {p["filename"] for p in points} == {f"{VARIANT}.csv"} and len(points) == 2  # one point per validation
