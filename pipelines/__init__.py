@@ -1,4 +1,5 @@
-"""Prefect flows (``pipelines.flows``) and deployments (``pipelines/prefect.yaml``) for samsar."""
+"""Prefect flows (``pipelines.flows``; batch mapping of many scenes: ``pipelines.batch``) and
+deployments (``pipelines/prefect.yaml``) for samsar."""
 
 import os
 

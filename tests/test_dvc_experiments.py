@@ -2,9 +2,10 @@
 git-tracked DVC metrics and plots, so `dvc exp show` compares the baseline and an experiment.
 
 The end-to-end test copies the project's dvc.yaml, code and .gitignore into a fresh git + DVC
-repository with a tiny params.yaml (one variant, one seed, a few steps, a tiny pretraining), runs
-`dvc repro`, commits dvc.lock and results/ as the README says, runs `dvc exp run -S train.lr=...`
-and reads `dvc exp show --json`.
+repository with a tiny params.yaml (one variant, one seed, a few steps, a tiny pretraining, the
+project's own SQLite MLflow store), runs `dvc repro`, commits dvc.lock and results/ as the README
+says, runs `dvc exp run -S train.lr=...` and reads `dvc exp show --json`, `dvc metrics diff`,
+`dvc plots show` and the experiment's MLflow runs.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ TINY = {
     "train": {"seeds": [0], "epochs": 2, "max_steps": 6, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 3,
               "early_stopping_patience": 10},
     "evaluate": {"overlays": 1, "batch_size": 4},
-    "tracking": {"enabled": False},
+    "tracking": {"enabled": True, "tracking_uri": None, "system_metrics": False},  # mlflow/mlflow.db in the repo
 }
 
 
@@ -122,6 +123,7 @@ def _rows(show: list[dict]) -> dict[str, dict]:
     return rows
 
 
+@pytest.mark.slow  # about 4 min on 2 busy cores: two pipeline runs of about ten samsar processes each
 def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_repo):
     repo, run = dvc_repo
     run("dvc", "repro")
@@ -131,6 +133,7 @@ def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_r
     run("git", "add", "dvc.lock", "results")
     run("git", "commit", "-q", "-m", "baseline results")
     baseline = json.loads((repo / HEADLINE).read_text())
+    baseline_rev = run("git", "rev-parse", "HEAD").strip()
 
     run("dvc", "exp", "run", "-n", "half-lr", "-S", "train.lr=0.0005")
     rows = _rows(json.loads(run("dvc", "exp", "show", "--json")))
@@ -148,7 +151,16 @@ def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_r
     assert lrs == {branch: 0.002, "half-lr": 0.0005}
 
     diff = json.loads(run("dvc", "metrics", "diff", branch, "--json"))  # the experiment is in the workspace now
-    assert "mIoU" in diff["diff"][HEADLINE]
+    assert diff[HEADLINE]["mIoU"]["old"] == baseline["mIoU"]
     curves = json.loads(run("dvc", "plots", "show", "--json", "val_mIoU"))
     points = curves["data"]["val_mIoU"][0]["content"]["data"]["values"]
     assert {p["filename"] for p in points} == {f"{VARIANT}.csv"} and len(points) == 2  # one point per validation
+
+    # Each MLflow run of the experiment names it and its baseline commit; the plain `dvc repro` runs do not.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("samsar-tiny").experiment_id])
+    tagged = [r for r in runs if r.data.tags.get("dvc.exp_name") == "half-lr"]
+    assert tagged and len(tagged) < len(runs)
+    assert all(r.data.tags["dvc.exp_baseline_rev"] == baseline_rev and r.data.params["train.lr"] == "0.0005" for r in tagged)

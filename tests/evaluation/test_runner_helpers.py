@@ -72,3 +72,21 @@ def test_undefined_metrics_are_written_as_null_not_nan(tmp_path):
 
     written = json.loads((tmp_path / "m.json").read_text(), parse_constant=refuse)
     assert written["kappa"] is None and written["OA"] == 1.0
+
+
+def test_object_and_boundary_keys_aggregate_over_seeds_and_reach_mlflow():
+    from samsar.evaluation.runner import aggregate_over_seeds
+
+    seeds = [{"mBF1": 0.4, "object_f1": {"ship": 0.5, "boat": None}, "boundary_f1": {"water": 0.4},
+              "objects": {"ship": {"tp": 2, "missed_by_size": {"small": 1}}}},
+             {"mBF1": 0.6, "object_f1": {"ship": 0.7, "boat": None}, "boundary_f1": {"water": 0.6},
+              "objects": {"ship": {"tp": 4, "missed_by_size": {"small": 3}}}}]
+    out = aggregate_over_seeds(seeds)
+    assert out["object_f1"]["ship"] == pytest.approx(0.6) and out["object_f1"]["boat"] is None
+    assert out["object_f1_std"]["ship"] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and out["object_f1_std"]["boat"] is None
+    assert out["mBF1_std"] == pytest.approx(np.std([0.4, 0.6], ddof=1)) and "boundary_f1_std" in out
+    assert out["objects"]["ship"] == {"tp": 3.0, "missed_by_size": {"small": 2.0}}
+    metrics = {**segmentation_metrics(np.array([[5, 1, 0], [2, 3, 0], [0, 0, 9]]), NAMES), **out}
+    flat = flat_metrics(metrics)
+    assert flat["test_object_f1_ship"] == pytest.approx(0.6) and "test_object_f1_boat" not in flat
+    assert flat["test_mBF1"] == pytest.approx(0.5) and flat["test_boundary_f1_water"] == pytest.approx(0.5)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+import yaml
 from skimage.measure import label as components, regionprops
 
 from samsar.config import load_params
@@ -12,15 +12,25 @@ from samsar.models.box_prompt import BoxPromptDecoder, boxes_from_labels
 from samsar.training.losses import SegmentationLoss
 from samsar.training.loop import train_variant
 
-from conftest import write_params
-
 TWO_CLASSES = {
     "data": {"name": "tiny-buildings",
              "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "building", "color": [255, 0, 0]}],
              "synthetic": {"n_scenes": 3, "scene_size": 128, "looks": 1, "seed": 0}},
+    "preprocess": {"tile_size": 64, "stride": 64, "split": {"val": 0.2, "test": 0.2, "block_size": 64, "seed": 0}},
+    "model": {"backbone": "tiny", "image_size": 64},
+    "pretrain": {"enabled": False},
     "variants": ["decoder_only-box"],
-    "train": {"epochs": 2, "max_steps": 3, "batch_size": 2, "augment": True, "feature_cache": False},
+    "train": {"seeds": [0], "epochs": 2, "max_steps": 3, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2,
+              "augment": True, "feature_cache": False},
+    "evaluate": {"batch_size": 4},
+    "tracking": {"enabled": False},
 }
+
+
+def write_params(root, raw):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    return root / "params.yaml"
 
 
 @pytest.fixture(scope="module")

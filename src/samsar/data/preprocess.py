@@ -67,6 +67,7 @@ def preprocess(params: Params) -> Path:
         (tmp / "labels").mkdir()
         rows, skipped = _write_tiles(tmp, plan.tiles, scaler, decoder, params)
         manifest = pd.DataFrame(rows, columns=manifest_columns(params.data.class_names))
+        manifest["source_file"] = [source_name(params, Path(s)) for s in manifest["source_file"]]
         manifest.to_parquet(tmp / MANIFEST_NAME, index=False)
         notes = plan.notes + _skip_notes(skipped, params.preprocess.max_nodata_fraction)
         write_json(tmp / DATASET_NAME, dataset_document(params, index, scaler, manifest, notes, skipped))
@@ -85,6 +86,18 @@ def manifest_columns(class_names: list[str]) -> list[str]:
         "tile_id", "split", "image_path", "label_path", "source_file", "row_off", "col_off", "height", "width",
         *[f"count_{name}" for name in class_names], "count_ignore", "mean", "std", "sha256",
     ]  # fmt: skip
+
+
+def source_name(params: Params, path: Path) -> str:
+    """How the manifest names a tile's source file: relative to the project (params.yaml's folder),
+    else to ``data.inputs``, so the same data in another checkout or on a worker reads the same."""
+    path = path.resolve()
+    bases = [params.root] + ([params.path(params.data.inputs)] if params.data.inputs is not None else [])
+    for base in bases:
+        base = base.resolve()
+        if base.is_dir() and path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return path.as_posix()
 
 
 def make_scaler(params: Params, index: RawIndex) -> SarScaler:

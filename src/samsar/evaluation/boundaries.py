@@ -3,7 +3,7 @@
 Per tile and class, the boundary pixels of the class mask (``skimage.segmentation.find_boundaries``,
 ``mode="inner"``: the class's own pixels next to another class; a tile's border is no boundary)
 are taken in truth and prediction. A predicted boundary pixel is correct when a true boundary
-pixel lies within ``tolerance`` pixels (Euclidean, ``scipy.ndimage.distance_transform_edt``), and a
+pixel lies within ``tolerance`` pixels (Euclidean: a dilation by a disk of that radius), and a
 true boundary pixel is found when a predicted one lies within ``tolerance``. Boundary pixels within
 one pixel of an ``ignore_index`` pixel are left out of both (the edge of an unlabelled area is no
 class boundary). Counts are summed over tiles: precision = correct predicted / predicted boundary
@@ -26,11 +26,16 @@ def _ratio(num: float, den: float) -> float | None:
     return float(num / den) if den else None
 
 
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return yy**2 + xx**2 <= radius**2
+
+
 def _within(targets: np.ndarray, tolerance: int) -> np.ndarray:
-    """Pixels within ``tolerance`` (Euclidean) of a ``targets`` pixel (none when there is no target)."""
-    if not targets.any():
-        return np.zeros(targets.shape, dtype=bool)
-    return ndimage.distance_transform_edt(~targets) <= tolerance
+    """Pixels within ``tolerance`` (Euclidean distance) of a ``targets`` pixel."""
+    if tolerance <= 0 or not targets.any():
+        return targets
+    return ndimage.binary_dilation(targets, structure=_disk(tolerance))
 
 
 def boundary_counts(truth_mask: np.ndarray, pred_mask: np.ndarray, tolerance: int = BOUNDARY_TOLERANCE,
@@ -41,10 +46,21 @@ def boundary_counts(truth_mask: np.ndarray, pred_mask: np.ndarray, tolerance: in
     truth_mask, pred_mask = np.asarray(truth_mask, dtype=bool), np.asarray(pred_mask, dtype=bool)
     if truth_mask.shape != pred_mask.shape:
         raise ValueError(f"truth and prediction differ in shape: {truth_mask.shape} vs {pred_mask.shape}")
+    return _counts(truth_mask, pred_mask, tolerance, None if valid is None else _countable(valid))
+
+
+def _countable(valid: np.ndarray) -> np.ndarray | None:
+    """Pixels at least one pixel away from every invalid one (None: all are)."""
+    invalid = ~np.asarray(valid, dtype=bool)
+    if not invalid.any():
+        return None
+    return ~ndimage.binary_dilation(invalid, structure=np.ones((3, 3), dtype=bool))
+
+
+def _counts(truth_mask: np.ndarray, pred_mask: np.ndarray, tolerance: int, keep: np.ndarray | None) -> dict[str, int]:
     truth_b = find_boundaries(truth_mask, mode="inner")
     pred_b = find_boundaries(pred_mask, mode="inner")
-    if valid is not None:
-        keep = ~ndimage.binary_dilation(~np.asarray(valid, dtype=bool), structure=np.ones((3, 3), dtype=bool))
+    if keep is not None:
         truth_b &= keep
         pred_b &= keep
     return {
@@ -73,9 +89,10 @@ class BoundaryCounter:
         """One tile's truth and predicted class-index maps."""
         truth, pred = np.asarray(truth), np.asarray(pred)
         valid = truth != self.ignore_index if self.ignore_index is not None else None
+        keep = None if valid is None else _countable(valid)
         for i in self.classes:
             pred_mask = pred == i if valid is None else (pred == i) & valid
-            for key, n in boundary_counts(truth == i, pred_mask, self.tolerance, valid).items():
+            for key, n in _counts(truth == i, pred_mask, self.tolerance, keep).items():
                 self.totals[i][key] += n
 
     def result(self) -> dict[str, dict]:

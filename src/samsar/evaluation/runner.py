@@ -216,6 +216,11 @@ def evaluate_variant(params: Params, variant: str) -> dict:
         f"evaluate {variant}: test mIoU {_num(metrics['mIoU'])} ± {_num(metrics['mIoU_std'])} over seeds {metrics['seeds']} "
         f"(majority-class {_num(metrics['majority_mIoU'])}), kappa {_num(metrics['kappa'])} -> {params.metrics_path(variant)}"
     )
+    extra = [f"{name} object F1 {_num(f1)} ± {_num(metrics['object_f1_std'][name])}" for name, f1 in metrics["object_f1"].items()]
+    if metrics.get("mBF1") is not None:
+        extra.append(f"mBF1 {_num(metrics['mBF1'])} ± {_num(metrics['mBF1_std'])}")
+    if extra:
+        Console(stderr=True).print(f"evaluate {variant}: " + ", ".join(extra))
     return metrics
 
 

@@ -3,6 +3,8 @@
 Models are built on the ``meta`` device (shapes only), so even ViT-H at 1024 px is described
 in seconds: parameter counts, the exact size of the adapter.safetensors each variant would
 write, and forward FLOPs per image (``torch.utils.flop_counter``; matmuls and convolutions).
+Parameters print in K = 1024 with one decimal, as the SAM-PARSER paper's table, beside its
+ViT-B figures (:data:`PARSER_PAPER_K`).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from samsar.evaluation.runner import (
     read_train_summary,
 )
 from samsar.io import write_text
+from samsar.tracking.provenance import project_relative
 
 TEMPLATES = Path(__file__).parent / "templates"
 CARD_MD = "model_card.md"
@@ -77,9 +78,9 @@ def _base(params: Params, adapter: dict) -> dict:
             detail = (f" ({doc['steps']} steps, {doc['seconds']:.0f} s on synthetic source-domain scenes with classes "
                       f"{', '.join(doc['source_classes'])}; source holdout mIoU {fmt(doc['source_holdout_mIoU'])})"
                       + ("; CUT SHORT by `pretrain.max_seconds` before its step budget" if doc.get("cut_short") else ""))
-        return {"kind": "stand-in", "path": str(path),
+        return {"kind": "stand-in", "path": project_relative(params, path),
                 "description": f"stand-in foundation model: the tiny SAM trained from scratch by `samsar pretrain`{detail}."}
-    return {"kind": "checkpoint", "path": str(path), "description": f"SAM checkpoint `{path.name}`."}
+    return {"kind": "checkpoint", "path": project_relative(params, path), "description": f"SAM checkpoint `{path.name}`."}
 
 
 def _acquisition(params: Params, info) -> dict:
@@ -218,6 +219,7 @@ def render_markdown(params: Params, variant: str) -> str:
     rel_adapter = adapter_path.relative_to(params.root) if adapter_path.is_relative_to(params.root) else adapter_path
     return env.get_template("model_card.md.j2").render(
         variant=variant,
+        card_summary=card_summary(params, variant),
         generated=dt.date.today().isoformat(),
         classes=[{"name": n, "color": c} for n, c in zip(info.class_names, info.colors)],
         adapter=adapter,
@@ -256,6 +258,14 @@ def render_html(markdown_text: str, figure_dir: Path, title: str) -> str:
     body = re.sub(r'src="([^":]+\.png)"', inline, body)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False)
     return env.get_template("model_card.html.j2").render(title=title, body=body)
+
+
+def card_summary(params: Params, variant: str) -> str:
+    """The card's summary in a few lines (variant, test metrics mean ± std with the mIoU interval,
+    caveats, base checkpoint path and id); also the description of the variant's registered version."""
+    from samsar.tracking.registry import version_description
+
+    return version_description(params, variant, read_metrics(params, variant))
 
 
 def write_card(params: Params, variant: str) -> Path:

@@ -90,6 +90,27 @@ def base_checkpoint_path(params: Params) -> Path | None:
     return None
 
 
+def base_checkpoint_ref(params: Params) -> str:
+    """The base checkpoint as params name it (``models/base/sam_tiny_base.pth``, ``model.checkpoint``):
+    relative to the project when inside it, so a run in a worker's temporary clone records no
+    temporary path; ``"none"`` without one. Identify it with :func:`base_checkpoint_id` (sha256)."""
+    if params.model.checkpoint is not None:
+        configured = Path(params.model.checkpoint)
+    elif params.pretrain.enabled:
+        configured = Path(params.pretrain.output)
+    else:
+        return "none"
+    return project_relative(params, configured)
+
+
+def project_relative(params: Params, path: Path | str) -> str:
+    """``path`` relative to the project root (params.yaml's folder) when inside it, else as given (POSIX)."""
+    path = Path(path)
+    absolute = params.path(path).resolve() if not path.is_absolute() else path.resolve()
+    root = params.root.resolve()
+    return absolute.relative_to(root).as_posix() if absolute.is_relative_to(root) else path.as_posix()
+
+
 def base_checkpoint_id(params: Params) -> str:
     """sha256 of the base checkpoint, ``"random-init"`` without one, ``"missing:<path>"`` if absent."""
     path = base_checkpoint_path(params)

@@ -44,7 +44,9 @@ from samsar.config import Params
 from samsar.errors import SamsarError
 from samsar.io import write_json
 from samsar.tracking import store
-from samsar.tracking.provenance import UNKNOWN
+from samsar.tracking.provenance import UNKNOWN, base_checkpoint_ref
+from samsar.tracking.runs import recorded_store
+from samsar.tracking.summary import model_summary, tiles_interval
 from samsar.uncertainty import Interval, TileConfusions, miou, paired_bootstrap
 
 CHALLENGER = "challenger"
@@ -62,6 +64,12 @@ DECISION_TAG_LIMIT = 4000
 VERSION_TAG_LIMIT = 5000
 REASON_LIMIT = 300  # characters per reason in a decision record that would not fit otherwise
 NOT_METRICS = frozenset({"selected_seed"})  # numeric keys of metrics/<variant>.json that are not scores
+# Tag ``gate`` of a version: ``pending`` from registration until the gate has decided (``promoted``,
+# ``refused``) or another new version was chosen as challenger (``not_chosen``); ``failed`` when
+# registration broke off. `samsar register` finishes the gate of pending and failed versions.
+GATE_TAG = "gate"
+GATE_PENDING, GATE_FAILED, GATE_NOT_CHOSEN = "pending", "failed", "not_chosen"
+UNDECIDED = (GATE_PENDING, GATE_FAILED)
 
 console = Console()
 
@@ -207,13 +215,55 @@ def register_variant(params: Params, variant: str, mlflow_client: MlflowClient |
     if existing:
         return existing[0]
     run = mlflow_client.get_run(run_id)
-    tags = version_tags(params, variant, json.loads(metrics_file.read_text()), run.data.tags.get("data_hash", UNKNOWN))
+    metrics = json.loads(metrics_file.read_text())
+    tags = {**version_tags(params, variant, metrics, run.data.tags.get("data_hash", UNKNOWN)), GATE_TAG: GATE_PENDING}
     model = _logged_model(params, variant, run_id, mlflow_client)
     # The artifact location as source: a models:/ source would be resolved through MLflow's
     # global tracking URI rather than this client's.
     return mlflow_client.create_model_version(
-        name, source=model.artifact_location, run_id=run_id, tags=tags, model_id=model.model_id
+        name, source=model.artifact_location, run_id=run_id, tags=tags, model_id=model.model_id,
+        description=version_description(params, variant, metrics),
     )
+
+
+def version_description(params: Params, variant: str, metrics: dict[str, Any]) -> str:
+    """The version's description: the model card's summary (:func:`samsar.tracking.summary.model_summary`)."""
+    base = f"`{base_checkpoint_ref(params)}` (id {metrics.get('base_id', UNKNOWN)})"
+    interval = tiles_interval(params.metrics_path(variant).with_suffix(".tiles.npz"))
+    return model_summary(variant, metrics, base, interval)
+
+
+def check_runs_in_store(params: Params, variants: list[str], mlflow_client: MlflowClient) -> None:
+    """:class:`RegistryError` before anything is registered when a variant's training run (named in
+    its train_summary.json) is not in this tracking store, e.g. $MLFLOW_TRACKING_URI now points at
+    another server than the one training logged to."""
+    uri = store_label(mlflow_client.tracking_uri)
+    for variant in variants:
+        summary_file = params.variant_dir(variant) / "train_summary.json"
+        if not params.metrics_path(variant).is_file() or not summary_file.is_file():
+            continue
+        run_id = json.loads(summary_file.read_text()).get("mlflow_run_id")  # the selected seed's: what is registered
+        if run_id:
+            try:
+                mlflow_client.get_run(run_id)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                    raise RegistryError(f"{uri}: cannot read MLflow run {run_id} of '{variant}' ({detail}); "
+                                        f"check that the tracking store is reachable") from exc
+                logged_to = recorded_store(params.variant_dir(variant) / "seeds", run_id)
+                where = f"it was logged to {logged_to}" if logged_to else "it was logged to another store"
+                raise RegistryError(
+                    f"{summary_file}: MLflow run {run_id} of '{variant}' is not in the tracking store {uri} ({where}); "
+                    f"register against the store training used (MLFLOW_TRACKING_URI={logged_to or '<that store>'}), "
+                    f"or train '{variant}' again with this one; nothing was registered") from exc
+
+
+def store_label(uri: str) -> str:
+    """A tracking URI as errors show it (no credentials)."""
+    from samsar.tracking.runs import public_uri
+
+    return public_uri(uri)
 
 
 def find_run(params: Params, variant: str, mlflow_client: MlflowClient) -> str | None:
@@ -296,27 +346,19 @@ def register_and_promote(params: Params, variants: list[str] | None = None) -> D
         return None
     mlflow_client = store.client(params)
     name = store.model_name(params)
+    variants = variants or params.variants
+    check_runs_in_store(params, variants, mlflow_client)
     _ensure_registered_model(mlflow_client, name)
     before = {mv.version for mv in mlflow_client.search_model_versions(f"name='{name}'")}
-    versions = [mv for variant in (variants or params.variants) if (mv := register_variant(params, variant, mlflow_client))]
-    new = [mv for mv in versions if mv.version not in before]
-    decision = None
-    if new:
-        registered = ", ".join(str(mv.version) for mv in new)
-        best = choose_challenger(new)
-        if best is None:
-            console.print(f"[yellow]{name}: registered version(s) {registered}, but none has metric.{SELECTION_METRIC}: "
-                          f"no challenger (test metrics never choose); run `samsar evaluate` again[/]")
-        else:
-            mlflow_client.set_registered_model_alias(name, CHALLENGER, best.version)
-            scores = ", ".join(f"{mv.tags.get('variant')} v{mv.version} {_fmt(_tag_float(mv, METRIC_PREFIX + SELECTION_METRIC))}"
-                               for mv in new)
-            console.print(f"{name}: registered version(s) {registered}; challenger = version {best.version} "
-                          f"({best.tags.get('variant')}), chosen by mean validation mIoU ({scores}); "
-                          f"test metrics do not choose, they only gate")
-            decision = promote(params)
-    else:
-        console.print(f"{name}: nothing new to register")
+    try:
+        versions = [mv for variant in variants if (mv := register_variant(params, variant, mlflow_client))]
+        new = [mv for mv in versions if mv.version not in before]
+        decision = _gate_new(params, mlflow_client, name, new)
+    except Exception as exc:
+        error = _broke_off(mlflow_client, name, exc)
+        if isinstance(exc, (MlflowException, OSError)) and not isinstance(exc, SamsarError):
+            raise error from exc  # e.g. a RestException of the tracking server: one line, with the way out
+        raise
     write_json(report, {
         "model": name,
         "tracking_uri": mlflow_client.tracking_uri,
@@ -328,6 +370,54 @@ def register_and_promote(params: Params, variants: list[str] | None = None) -> D
                                                    "intervals": decision.intervals, "record": decision.sequence},
     })
     return decision
+
+
+def undecided_versions(mlflow_client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Versions registered without a gate decision (tag ``gate`` ``pending`` or ``failed``)."""
+    return [mv for mv in mlflow_client.search_model_versions(f"name='{name}'") if mv.tags.get(GATE_TAG) in UNDECIDED]
+
+
+def _gate_new(params: Params, mlflow_client: MlflowClient, name: str, new: list[ModelVersion]) -> Decision | None:
+    """Challenger and gate over the new versions and any left undecided by an earlier registration."""
+    earlier = [mv for mv in undecided_versions(mlflow_client, name) if mv.version not in {v.version for v in new}]
+    if earlier:
+        console.print(f"{name}: version(s) {', '.join(str(mv.version) for mv in earlier)} were registered without a gate "
+                      f"decision (an earlier registration broke off): finishing their gate")
+    candidates = new + earlier
+    if not candidates:
+        console.print(f"{name}: nothing new to register")
+        return None
+    registered = ", ".join(str(mv.version) for mv in candidates)
+    best = choose_challenger(candidates)
+    for mv in candidates:
+        if best is None or mv.version != best.version:
+            mlflow_client.set_model_version_tag(name, mv.version, GATE_TAG, GATE_NOT_CHOSEN)
+    if best is None:
+        console.print(f"[yellow]{name}: registered version(s) {registered}, but none has metric.{SELECTION_METRIC}: "
+                      f"no challenger (test metrics never choose); run `samsar evaluate` again[/]")
+        return None
+    mlflow_client.set_registered_model_alias(name, CHALLENGER, best.version)
+    scores = ", ".join(f"{mv.tags.get('variant')} v{mv.version} {_fmt(_tag_float(mv, METRIC_PREFIX + SELECTION_METRIC))}"
+                       for mv in candidates)
+    console.print(f"{name}: registered version(s) {registered}; challenger = version {best.version} "
+                  f"({best.tags.get('variant')}), chosen by mean validation mIoU ({scores}); "
+                  f"test metrics do not choose, they only gate")
+    return promote(params)
+
+
+def _broke_off(mlflow_client: MlflowClient, name: str, exc: Exception) -> RegistryError:
+    """Tag the versions left without a decision ``gate=failed`` (as far as the registry still answers)
+    and say how to finish them."""
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    left: list[str] = []
+    with contextlib.suppress(Exception):
+        for mv in undecided_versions(mlflow_client, name):
+            mlflow_client.set_model_version_tag(name, mv.version, GATE_TAG, GATE_FAILED)
+            mlflow_client.set_model_version_tag(name, mv.version, "gate.error", _cut(detail, VERSION_TAG_LIMIT))
+            left.append(str(mv.version))
+    which = f"version(s) {', '.join(left)} have" if left else "versions may have"
+    return RegistryError(f"{store_label(mlflow_client.tracking_uri)}: registering '{name}' broke off ({detail}); "
+                         f"{which} no gate decision yet (tag gate=failed): run `samsar register` again to finish the gate")
 
 
 def _fmt(value: float | None) -> str:
@@ -528,6 +618,8 @@ def promote(params: Params, version: int | None = None, dry_run: bool = False) -
             if champion is not None:
                 mlflow_client.set_model_version_tag(name, champion.version, "promotion.replaced_by", str(candidate.version))
         _write_record(mlflow_client, name, decision)
+        # Last: until here a rerun of `samsar register` still sees the version as undecided.
+        mlflow_client.set_model_version_tag(name, candidate.version, GATE_TAG, "promoted" if decision.promoted else "refused")
     show(decision)
     return decision
 

@@ -25,6 +25,7 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
 import samsar
 from samsar.config import Params
 from samsar.errors import Interrupted
+from samsar.io import write_json
 from samsar.tracking import provenance, store
 from samsar.tracking.provenance import flatten_params
 
@@ -149,7 +150,6 @@ def run_tags(params: Params, variant: str) -> dict[str, str]:
     where it was launched from (:func:`source_tags`)."""
     sha = provenance.git_sha(params.root)
     digest, digest_source = provenance.data_hash(params)
-    checkpoint = provenance.base_checkpoint_path(params)
     return {
         **source_tags(params),
         "mlflow.runName": variant,
@@ -161,7 +161,7 @@ def run_tags(params: Params, variant: str) -> dict[str, str]:
         "data_hash": digest,
         "data_hash_source": digest_source,
         "base_checkpoint_sha256": provenance.base_checkpoint_id(params),
-        "base_checkpoint_path": str(checkpoint) if checkpoint else "none",
+        "base_checkpoint_path": provenance.base_checkpoint_ref(params),  # project-relative: no temporary clone path
         "samsar_version": samsar.__version__,
     }
 
@@ -221,7 +221,34 @@ def log_seed_run(params: Params, variant: str, summary: dict, seed_dir: Path, pa
                          "n_trainable_params": summary["n_trainable_params"], "steps": summary["steps"]})
         run.log_artifacts(seed_dir / "history.csv")
         run.log_artifacts(seed_dir / "train_summary.json")
+    if run.run_id is not None:
+        write_json(seed_dir / RUN_RECORD, {"run_id": run.run_id, "tracking_uri": public_uri(run.client.tracking_uri)})
     return run.run_id
+
+
+RUN_RECORD = "mlflow_run.json"  # beside a seed's summary: its run and the store that holds it
+
+
+def public_uri(uri: str) -> str:
+    """A tracking URI without the user and password it may carry."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def recorded_store(seeds_dir: Path, run_id: str) -> str | None:
+    """The tracking URI that :func:`log_seed_run` recorded for ``run_id`` under ``seeds_dir``, if any."""
+    for record in sorted(seeds_dir.glob(f"*/{RUN_RECORD}")):
+        try:
+            doc = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if doc.get("run_id") == run_id:
+            return doc.get("tracking_uri")
+    return None
 
 
 @contextlib.contextmanager

@@ -30,6 +30,8 @@ from samsar.errors import SamsarError
 STORE_DB = Path("mlflow/mlflow.db")
 PYFUNC_MODEL_NAME = "model"  # name of the adapter's pyfunc model inside its training run
 STOP_GRACE_SECONDS = 5.0  # how long a child server gets between SIGTERM and SIGKILL
+# The MLflow UI (3.x) opens an experiment on its model-training view with this tag, not the GenAI one.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 class StoreError(SamsarError):
@@ -133,7 +135,8 @@ def as_process_default(uri: str) -> Iterator[str]:
 
 
 def ensure_experiment(mlflow_client: MlflowClient, params: Params) -> str:
-    """Id of the dataset's experiment, created on first use.
+    """Id of the dataset's experiment, created on first use, tagged ``mlflow.experimentKind`` so
+    the MLflow UI opens it on its model-training view.
 
     On the local store its artifact location is the project's ``mlflow/artifacts`` directory;
     on a server the server decides where artifacts go.
@@ -141,6 +144,8 @@ def ensure_experiment(mlflow_client: MlflowClient, params: Params) -> str:
     name = experiment_name(params)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     location = None
     if is_local_store(mlflow_client.tracking_uri):
@@ -148,7 +153,8 @@ def ensure_experiment(mlflow_client: MlflowClient, params: Params) -> str:
         root.mkdir(parents=True, exist_ok=True)
         location = root.as_uri()
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location,
+                                               tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException:
         # Another process created it between our lookup and create.
         experiment = mlflow_client.get_experiment_by_name(name)
