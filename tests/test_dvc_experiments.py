@@ -123,7 +123,7 @@ def _rows(show: list[dict]) -> dict[str, dict]:
     return rows
 
 
-@pytest.mark.slow  # about 4 min on 2 busy cores: two pipeline runs of about ten samsar processes each
+@pytest.mark.slow  # 4-6 min on 2 busy cores (2.5 min CPU): two pipeline runs of about ten samsar processes each
 def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_repo):
     repo, run = dvc_repo
     run("dvc", "repro")

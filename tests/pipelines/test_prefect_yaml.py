@@ -28,5 +28,5 @@ def test_pull_steps_clone_the_code_and_pull_the_data():
     for function, _ in steps:
         assert callable(import_object(function))
     names = [function.rsplit(".", 1)[-1] for function, _ in steps]
-    assert names == ["git_clone", "set_working_directory", "run_shell_script"]
-    assert steps[2][1]["script"].startswith("dvc pull")
+    assert names == ["git_clone", "set_working_directory", "dvc_pull"]
+    assert steps[2][1]["targets"] == ["preprocess", "pretrain"]
