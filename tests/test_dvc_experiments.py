@@ -51,13 +51,13 @@ def _plot_sources(dvc_yaml: dict) -> dict[str, dict]:
     return {name: spec for plot in dvc_yaml.get("plots", []) for name, spec in plot.items()}
 
 
-def test_the_overlay_plot_lists_the_curve_of_every_variant_of_params_yaml():
-    """DVC cannot expand ${variants} into plot sources: dvc.yaml lists them, and must agree with params.yaml."""
+def test_the_overlay_plot_draws_every_variant_from_one_table():
+    """The chart's columns are ${variants}: it follows params.yaml, written by compare."""
     dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
-    variants = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["variants"]
     overlay = _plot_sources(dvc_yaml)["val_mIoU"]
-    assert overlay["x"] == "step" and set(overlay["y"].values()) == {"val_mIoU"}
-    assert list(overlay["y"]) == [f"results/curves/{v}.csv" for v in variants]
+    assert overlay["x"] == "step" and overlay["y"] == {"results/val_curves.csv": "${variants}"}
+    compare_outs = [next(iter(o)) if isinstance(o, dict) else o for o in dvc_yaml["stages"]["compare"]["outs"]]
+    assert "results/val_curves.csv" in compare_outs
     train, evaluate = (dvc_yaml["stages"][name]["do"] for name in ("train", "evaluate"))
     assert "plots" not in train  # no per-variant chart of its own
     outs = {next(iter(o)) if isinstance(o, dict) else o: o for o in train["outs"]}
@@ -129,7 +129,7 @@ def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_r
     run("dvc", "repro")
     # The convention the README states: commit dvc.lock and results/ after `dvc repro`.
     untracked = run("git", "status", "--porcelain", "--untracked-files=all")
-    assert f"?? {HEADLINE}" in untracked and f"?? results/curves/{VARIANT}.csv" in untracked
+    assert all(f"?? {path}" in untracked for path in (HEADLINE, f"results/curves/{VARIANT}.csv", "results/val_curves.csv"))
     run("git", "add", "dvc.lock", "results")
     run("git", "commit", "-q", "-m", "baseline results")
     baseline = json.loads((repo / HEADLINE).read_text())
@@ -154,7 +154,7 @@ def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_r
     assert diff[HEADLINE]["mIoU"]["old"] == baseline["mIoU"]
     curves = json.loads(run("dvc", "plots", "show", "--json", "val_mIoU"))
     points = curves["data"]["val_mIoU"][0]["content"]["data"]["values"]
-    assert {p["filename"] for p in points} == {f"{VARIANT}.csv"} and len(points) == 2  # one point per validation
+    assert {p["field"] for p in points} == {VARIANT} and len(points) == 2  # one point per validation
 
     # Each MLflow run of the experiment names it and its baseline commit; the plain `dvc repro` runs do not.
     from mlflow.tracking import MlflowClient

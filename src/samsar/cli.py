@@ -182,11 +182,13 @@ def card(variant: VariantOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
 
 @app.command()
 def compare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
-    """Write reports/comparison.md across all variants."""
+    """Write reports/comparison.md and results/val_curves.csv across all variants."""
     p = _params(params)
     from samsar.reporting.comparison import write_comparison
+    from samsar.training.curves import write_val_curves
 
     write_comparison(p)
+    write_val_curves(p)
 
 
 @app.command()

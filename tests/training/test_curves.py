@@ -41,3 +41,14 @@ def test_write_curve_leaves_undefined_cells_empty(tiny_project):
     params = tiny_project()
     path = write_curve(params, "lora", [_row(0, 0, 3, 0.9, "nan")])
     assert path.read_text().splitlines()[1] == "3,0,,,0.9,1"
+
+
+def test_val_curves_table_has_one_column_per_variant(tiny_project):
+    from samsar.training.curves import write_val_curves
+
+    params = tiny_project({"variants": ["lora", "decoder_only"]})
+    write_curve(params, "lora", [_row(0, 0, 5, 0.9, 0.25), _row(0, 1, 10, 0.8, 0.5)])
+    write_curve(params, "decoder_only", [_row(0, 0, 5, 0.9, 0.125)])  # stopped early
+    path = write_val_curves(params)
+    assert path == params.root / "results" / "val_curves.csv"
+    assert path.read_text().splitlines() == ["step,lora,decoder_only", "5,0.25,0.125", "10,0.5,"]

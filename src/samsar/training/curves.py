@@ -1,6 +1,8 @@
-"""Training curve of a variant: ``results/curves/<variant>.csv``, git-tracked beside the headline
-metrics so ``dvc plots show`` / ``dvc plots diff`` overlay every variant's validation mIoU by step
-(the top-level ``plots:`` of ``dvc.yaml``) across commits and experiments.
+"""Training curves, git-tracked beside the headline metrics: ``results/curves/<variant>.csv`` per
+variant (written by ``train``) and ``results/val_curves.csv``, every variant's validation mIoU by
+step in one table (written by ``compare``), which the top-level ``plots:`` of ``dvc.yaml`` draws as
+one chart so ``dvc plots show`` / ``dvc plots diff`` compare the variants across commits and
+experiments.
 
 One row per validation step: the mean over the seeds that reached it of ``val_mIoU`` and
 ``train_loss``, the standard deviation of ``val_mIoU`` and the number of seeds. An undefined value
@@ -67,5 +69,26 @@ def write_curve(params: Params, variant: str, history: Iterable[Mapping[str, obj
         writer.writerow({key: ("" if value is None else round(value, 6) if isinstance(value, float) else value)
                          for key, value in row.items()})
     path = curve_path(params, variant)
+    write_text(path, buffer.getvalue())
+    return path
+
+
+def write_val_curves(params: Params) -> Path:
+    """Write ``results/val_curves.csv`` atomically: ``step`` and one ``val_mIoU`` column per variant
+    of ``params.variants`` (empty where a variant has no validation at that step)."""
+    by_variant = {}
+    for variant in params.variants:
+        path = curve_path(params, variant)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no training curve of variant '{variant}'; run samsar train --variant {variant}")
+        with path.open(newline="") as f:
+            by_variant[variant] = {int(row["step"]): row["val_mIoU"] for row in csv.DictReader(f)}
+    steps = sorted({step for curve in by_variant.values() for step in curve})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["step", *params.variants])
+    for step in steps:
+        writer.writerow([step, *(by_variant[v].get(step, "") for v in params.variants)])
+    path = params.path(RESULTS_DIR) / "val_curves.csv"
     write_text(path, buffer.getvalue())
     return path
