@@ -251,8 +251,22 @@ class PretrainConfig(_Strict):
     synthetic: SyntheticConfig = SyntheticConfig(domain="source", looks=8.0, seed=1000)
 
 
-_LORA_SLICES = ("q", "k", "v")  # slices of each block's fused attn.qkv (SAMed's LoRA)
-_LORA_LAYERS = ("qkv", "proj", "lin1", "lin2")  # whole block linears
+LORA_SLICES = ("q", "k", "v")  # slices of each block's fused attn.qkv, in SAM's order (SAMed's LoRA)
+LORA_LAYERS = ("qkv", "proj", "lin1", "lin2")  # block linears LoRA can wrap whole
+
+
+def split_lora_targets(targets: list[str]) -> tuple[list[str], list[str]]:
+    """``(whole layers, qkv slices)`` of a LoRA target list; ``ValueError`` naming what is wrong."""
+    unknown = [t for t in targets if t not in LORA_SLICES + LORA_LAYERS]
+    if unknown:
+        raise ValueError(f"unknown LoRA target(s) {unknown}; use q, k, v (slices of attn.qkv) or whole layers "
+                         f"{', '.join(LORA_LAYERS)}, e.g. [q, v] (SAMed) or [qkv, proj]")
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"a LoRA target is listed twice: {targets}")
+    slices = [t for t in targets if t in LORA_SLICES]
+    if slices and "qkv" in targets:
+        raise ValueError(f"{targets} names qkv and its slices {slices}; use either qkv or q/k/v")
+    return [t for t in targets if t in LORA_LAYERS], slices
 
 
 class LoraOptions(_Strict):
@@ -264,14 +278,7 @@ class LoraOptions(_Strict):
     @field_validator("targets")
     @classmethod
     def _known_targets(cls, v: list[str]) -> list[str]:
-        unknown = [t for t in v if t not in _LORA_SLICES + _LORA_LAYERS]
-        if unknown:
-            raise ValueError(f"unknown LoRA target(s) {unknown}; use q, k, v (slices of attn.qkv) or whole layers "
-                             f"{', '.join(_LORA_LAYERS)}, e.g. [q, v] (SAMed) or [qkv, proj]")
-        if len(set(v)) != len(v):
-            raise ValueError(f"a LoRA target is listed twice: {v}")
-        if "qkv" in v and set(v) & set(_LORA_SLICES):
-            raise ValueError(f"{v} names qkv and slices of it; use either qkv or q/k/v")
+        split_lora_targets(v)
         return v
 
 

@@ -61,21 +61,6 @@ def perturb(seg):
             p.add_(0.05 * torch.randn_like(p))
 
 
-def test_merge_keeps_outputs_and_loads_into_stock_sam(tiny_segmenter, images):
-    seg = tiny_segmenter("lora", options=QV)
-    perturb(seg)
-    with torch.no_grad():
-        before = seg(images)
-        seg.merge()
-        after = seg(images)
-    assert torch.allclose(before, after, rtol=1e-4, atol=1e-5)
-    stock = construct_sam("tiny", 256)
-    stock.load_state_dict(seg.sam.state_dict(), strict=True)
-    x = torch.randn(1, 3, 256, 256)
-    with torch.no_grad():
-        assert torch.equal(stock.image_encoder(x), seg.sam.image_encoder(x))
-
-
 def test_artifact_round_trip_is_exact(tiny_segmenter, tmp_path, images):
     seg = tiny_segmenter("parser_lora", options=QV)
     perturb(seg)

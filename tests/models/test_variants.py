@@ -140,9 +140,13 @@ def perturb_trainable_encoder(seg):
             p.add_(0.05 * torch.randn_like(p))
 
 
-@pytest.mark.parametrize("variant", MERGEABLE)
-def test_merge_keeps_outputs_and_loads_into_stock_sam(variant, tiny_segmenter, images):
-    seg = tiny_segmenter(variant)
+QKV_SLICES = VariantOptions(lora=LoraOptions(targets=["q", "v"]))
+
+
+@pytest.mark.parametrize("variant, options", [(v, None) for v in MERGEABLE] + [("lora", QKV_SLICES)],
+                         ids=[*MERGEABLE, "lora-q-v"])
+def test_merge_keeps_outputs_and_loads_into_stock_sam(variant, options, tiny_segmenter, images):
+    seg = tiny_segmenter(variant, options=options) if options else tiny_segmenter(variant)
     perturb_trainable_encoder(seg)
     with torch.no_grad():
         factorised = seg(images)

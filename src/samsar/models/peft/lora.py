@@ -18,12 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samsar.config import LORA_SLICES, split_lora_targets
 from samsar.models.peft.base import PeftMethod, block_linears, replace_module
-
-#: Slices of the fused ``attn.qkv`` output, in SAM's order.
-QKV_SLICES = ("q", "k", "v")
-#: Block linears LoRA can wrap whole.
-WHOLE_LAYERS = ("qkv", "proj", "lin1", "lin2")
 
 
 class LoraLinear(nn.Linear):
@@ -67,14 +63,14 @@ class LoraQkv(LoraLinear):
         nn.Module.__init__(self)
         if base.out_features % 3:
             raise ValueError(f"a fused qkv linear has 3 x d outputs, got {base.out_features}")
-        unknown = sorted(set(slices) - set(QKV_SLICES))
+        unknown = sorted(set(slices) - set(LORA_SLICES))
         if unknown or not slices:
-            raise ValueError(f"qkv slices must be among {list(QKV_SLICES)}, got {slices}")
+            raise ValueError(f"qkv slices must be among {list(LORA_SLICES)}, got {slices}")
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight, self.bias = base.weight, base.bias
         self.scaling = alpha / rank
         self.width = base.out_features // 3
-        self.slices = [s for s in QKV_SLICES if s in slices]
+        self.slices = [s for s in LORA_SLICES if s in slices]
         device = base.weight.device
         for s in self.slices:
             a = nn.Parameter(torch.empty(rank, self.in_features, device=device))
@@ -88,31 +84,17 @@ class LoraQkv(LoraLinear):
         for s in self.slices:
             a, b = getattr(self, f"lora_a_{s}"), getattr(self, f"lora_b_{s}")
             update = F.linear(F.linear(x, a.to(x.dtype)), b.to(x.dtype))
-            i = QKV_SLICES.index(s)
+            i = LORA_SLICES.index(s)
             pieces[i] = pieces[i] + self.scaling * update
         return torch.cat(pieces, dim=-1)
 
     def delta_weight(self) -> torch.Tensor:
         delta = torch.zeros_like(self.weight)
         for s in self.slices:
-            i = QKV_SLICES.index(s)
+            i = LORA_SLICES.index(s)
             b, a = getattr(self, f"lora_b_{s}"), getattr(self, f"lora_a_{s}")
             delta[i * self.width:(i + 1) * self.width] = self.scaling * (b @ a)
         return delta
-
-
-def split_targets(targets: list[str]) -> tuple[list[str], list[str]]:
-    """``(whole layers, qkv slices)`` of a LoRA target list; ``ValueError`` naming what is wrong."""
-    unknown = [t for t in targets if t not in WHOLE_LAYERS + QKV_SLICES]
-    if unknown:
-        raise ValueError(f"unknown LoRA target(s) {unknown}; use q, k, v (slices of attn.qkv) or whole "
-                         f"layers {', '.join(WHOLE_LAYERS)}")
-    if len(set(targets)) != len(targets):
-        raise ValueError(f"LoRA targets listed twice: {targets}")
-    slices = [t for t in targets if t in QKV_SLICES]
-    if slices and "qkv" in targets:
-        raise ValueError(f"LoRA targets {targets} name qkv and its slices {slices}; use either qkv or q/k/v")
-    return [t for t in targets if t in WHOLE_LAYERS], slices
 
 
 def inject_lora(encoder: nn.Module, targets: list[str], rank: int, alpha: float) -> None:
@@ -120,7 +102,7 @@ def inject_lora(encoder: nn.Module, targets: list[str], rank: int, alpha: float)
     LoRA, and give each block's ``attn.qkv`` one update per slice named (``q``, ``k``, ``v``)."""
     if rank < 1:
         raise ValueError(f"variant_options.lora.rank must be >= 1, got {rank}")
-    whole, slices = split_targets(list(targets))
+    whole, slices = split_lora_targets(list(targets))
     if whole:
         for path in block_linears(encoder, whole):
             replace_module(encoder, path, LoraLinear(encoder.get_submodule(path), rank, alpha))
