@@ -121,3 +121,9 @@ def test_tracking_cycle_leaves_the_repository_untouched(project, tmp_path):
         f"new: {sorted(_new_files(after) - _new_files(before))}\ngone: {sorted(_new_files(before) - _new_files(after))}\n"
         "git status --porcelain --ignored after:\n" + "\n".join(after)
     )
+
+
+def test_test_modules_have_unique_names():
+    """Without __init__.py files pytest imports test modules by basename: two alike break collection."""
+    names = [path.name for path in (REPO / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
