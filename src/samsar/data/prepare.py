@@ -21,7 +21,6 @@ import rasterio
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
-from tqdm import tqdm
 
 from samsar.config import Params
 from samsar.data.errors import DataError
@@ -34,6 +33,7 @@ from samsar.data.raw_index import INDEX_NAME, RawIndex, RawItem
 from samsar.data.sources import RawPair, list_source
 from samsar.data.synthetic import generate_scene
 from samsar.io import atomic_path, file_sha256, write_json
+from samsar.progress import Progress
 
 FREQUENCIES_NAME = "class_frequencies.json"
 
@@ -78,7 +78,7 @@ def _generate_synthetic(params: Params, out: Path) -> RawIndex:
     (out / "images").mkdir()
     (out / "labels").mkdir()
     items = []
-    for index in tqdm(range(cfg.n_scenes), desc="simulating scenes", disable=None):
+    for index in Progress(cfg.n_scenes, "simulating scenes", unit="scene").iterate(range(cfg.n_scenes)):
         intensity, label = generate_scene(cfg, index, names)
         item_id = f"scene_{index:03d}"
         image_path, label_path = out / "images" / f"{item_id}.tif", out / "labels" / f"{item_id}.png"

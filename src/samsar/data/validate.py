@@ -22,7 +22,6 @@ from pandera.errors import SchemaErrors
 from PIL import Image
 from rich.console import Console
 from rich.markup import escape
-from tqdm import tqdm
 
 from samsar.config import Params
 from samsar.data.labels import class_histogram
@@ -31,6 +30,7 @@ from samsar.data.schema import manifest_schema
 from samsar.data.split_advice import split_advice
 from samsar.data.splits import SPLITS, required_splits
 from samsar.io import write_json, write_text
+from samsar.progress import Progress
 
 REPORT_JSON = Path("reports/validation.json")
 REPORT_MD = Path("reports/validation.md")
@@ -160,9 +160,8 @@ def _check_tiles(manifest: pd.DataFrame, processed: Path, params: Params, report
     num_classes = params.data.num_classes
     recorded_counts = manifest[[f"count_{n}" for n in [*params.data.class_names, "ignore"]]].to_numpy()
     rows = manifest[["image_path", "label_path", "sha256"]].itertuples(index=False)
-    for (image_path, label_path, sha256), recorded in tqdm(
-        zip(rows, recorded_counts), total=len(manifest), desc="checking tiles", disable=None
-    ):
+    checking = Progress(len(manifest), "checking tiles", unit="tile")
+    for (image_path, label_path, sha256), recorded in checking.iterate(zip(rows, recorded_counts)):
         image = _check_image_file(processed / image_path, size, report)
         label = _check_label_file(processed / label_path, size, num_classes, ignore, report)
         if label is None:
