@@ -11,7 +11,6 @@ must be on storage every worker sees.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,23 +19,20 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 from prefect.runtime import flow_run as current_flow_run
+from prefect.states import Completed, State
 
-# A deployment runs this file from a fresh clone: that clone's samsar wins (as in pipelines/flows.py).
-_CHECKOUT_SRC = Path(__file__).resolve().parents[1] / "src"
-if (_CHECKOUT_SRC / "samsar").is_dir() and "samsar" not in sys.modules:
-    sys.path.insert(0, str(_CHECKOUT_SRC))
-
-from pipelines.flows import retry_if_transient  # noqa: E402  (also installs the run-log filter of expected errors)
-from samsar.config import Params, PipelineConfig, load_params  # noqa: E402
-from samsar.errors import one_line  # noqa: E402
-from samsar.inference.batch import (  # noqa: E402
+# First: on a deployment's fresh clone, importing flows puts that clone's samsar first on sys.path;
+# it also installs the run-log filter of expected errors.
+from pipelines.flows import configured, ensure_gpu_limit, retry_if_transient
+from samsar.config import Params, PipelineConfig, load_params
+from samsar.errors import one_line
+from samsar.inference.batch import (
     BatchError, BatchProgress, adapter_sha256, check_one_crs, check_output_dir, finish_batch, list_scenes, map_scene,
     plan_scene, scene_settings,
 )
-from samsar.inference.predict import resolve_model  # noqa: E402
+from samsar.inference.predict import resolve_model
 
 __all__ = ["map_flow", "map_scene_flow", "map_scene_task"]
 
@@ -48,20 +44,6 @@ def _params(params_path: str) -> Params | None:
 
 def _pipeline(params: Params | None) -> PipelineConfig:
     return params.pipeline if params is not None else PipelineConfig()
-
-
-def _gpu_task(cfg: PipelineConfig):
-    return map_scene_task.with_options(tags=[cfg.gpu_tag], retries=cfg.retries, retry_delay_seconds=cfg.retry_delay_seconds)
-
-
-def _ensure_gpu_limit(cfg: PipelineConfig) -> int:
-    """The GPU tag's concurrency limit, created with ``pipeline.gpu_slots`` if there is none."""
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_concurrency_limit_by_tag(cfg.gpu_tag).concurrency_limit
-        except ObjectNotFound:
-            client.create_concurrency_limit(tag=cfg.gpu_tag, concurrency_limit=cfg.gpu_slots)
-            return cfg.gpu_slots
 
 
 @task(name="map-scene", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
@@ -78,12 +60,22 @@ def _scene_run_name() -> str:
     return f"map-{Path(current_flow_run.parameters['scene']).stem}"
 
 
+def _reported(status: str | None) -> str:
+    """How the progress line names a scene's outcome: ``skipped`` means another run mapped it meanwhile."""
+    return {"mapped": "mapped", "skipped": "done elsewhere"}.get(status or "", "finished")
+
+
 @flow(name="samsar-map-scene", flow_run_name=_scene_run_name)
 def map_scene_flow(model: str, scene: str, output_dir: str, model_sha: str | None = None,
                    options: dict[str, Any] | None = None, overwrite: bool = False,
-                   params_path: str = "params.yaml") -> dict[str, Any]:
-    """One scene of a ``samsar-map`` run, in a flow run of its own (on whichever worker takes it)."""
-    return _gpu_task(_pipeline(_params(params_path)))(model, scene, output_dir, model_sha, options or {}, overwrite, params_path)
+                   params_path: str = "params.yaml") -> State:
+    """One scene of a ``samsar-map`` run, in a flow run of its own (on whichever worker takes it).
+
+    Its result is :func:`map_scene_task`'s; the Completed state's message is the scene's status
+    (``mapped`` or ``skipped``), which the parent run reads without needing persisted results."""
+    result = configured(map_scene_task, _pipeline(_params(params_path)), gpu=True)(
+        model, scene, output_dir, model_sha, options or {}, overwrite, params_path)
+    return Completed(message=result["status"], data=result)
 
 
 @flow(name="samsar-map")
@@ -114,7 +106,7 @@ def map_flow(model: str, input_path: str, output_dir: str, overwrite: bool = Fal
             if scene not in todo:
                 progress.skipped(scene)
         if todo:
-            logger.info("GPU tasks limited to %d at once (tag '%s')", _ensure_gpu_limit(cfg), cfg.gpu_tag)
+            logger.info("GPU tasks limited to %d at once (tag '%s')", ensure_gpu_limit(cfg), cfg.gpu_tag)
         if scene_deployment:
             failed = _run_on_workers(scene_deployment, todo, model, out, model_sha, options, overwrite, params_path,
                                      progress, poll_seconds)
@@ -133,7 +125,8 @@ def map_flow(model: str, input_path: str, output_dir: str, overwrite: bool = Fal
 def _run_here(cfg: PipelineConfig, todo: list[Path], adapter: str, out: Path, model_sha: str, options: dict[str, Any],
               overwrite: bool, params_path: str, progress: BatchProgress) -> dict[Path, str]:
     """One task per scene in this process (the task runner's threads), each under the GPU tag."""
-    futures = {_gpu_task(cfg).submit(adapter, str(s), str(out), model_sha, options, overwrite, params_path): s for s in todo}
+    gpu_task = configured(map_scene_task, cfg, gpu=True)
+    futures = {gpu_task.submit(adapter, str(s), str(out), model_sha, options, overwrite, params_path): s for s in todo}
     failed = {}
     for future in as_completed(list(futures)):
         scene = futures[future]
@@ -142,7 +135,7 @@ def _run_here(cfg: PipelineConfig, todo: list[Path], adapter: str, out: Path, mo
         except Exception as exc:  # reported with the others at the end; the task run has the traceback
             failed[scene] = one_line(exc)
             continue
-        progress.done(scene, "mapped" if result["status"] == "mapped" else "done elsewhere", result["seconds"])
+        progress.done(scene, _reported(result["status"]), result["seconds"])
     return failed
 
 
@@ -167,7 +160,7 @@ def _run_on_workers(deployment: str, todo: list[Path], model: str, out: Path, mo
                     continue
                 del runs[run_id]
                 if run.state.is_completed():
-                    progress.done(scene, "mapped", run.total_run_time.total_seconds())
+                    progress.done(scene, _reported(run.state.message), run.total_run_time.total_seconds())
                 else:
                     failed[scene] = f"flow run {run.name} ended {run.state.name}: {run.state.message or ''}".strip()
     return failed

@@ -41,7 +41,7 @@ _CHECKOUT_SRC = Path(__file__).resolve().parents[1] / "src"
 if (_CHECKOUT_SRC / "samsar").is_dir() and "samsar" not in sys.modules:
     sys.path.insert(0, str(_CHECKOUT_SRC))
 
-from samsar.config import Params, load_params  # noqa: E402  (after the path set-up)
+from samsar.config import PipelineConfig, load_params  # noqa: E402  (after the path set-up)
 from samsar.errors import SamsarError, debug_enabled, is_expected  # noqa: E402
 
 # Deterministic failures: running again gives the same error. SamsarError: bad data, params,
@@ -245,9 +245,8 @@ def retry_if_transient(task_: Task, task_run: TaskRun, state: State) -> bool:
     return isinstance(exc, BaseException) and is_transient(exc)
 
 
-def _configured(task_: Task, params: Params, gpu: bool) -> Task:
-    """The task with the retries of ``params.pipeline`` and, for GPU work, the GPU tag."""
-    cfg = params.pipeline
+def configured(task_: Task, cfg: PipelineConfig, gpu: bool) -> Task:
+    """The task with the retries of ``cfg`` (params ``pipeline``) and, for GPU work, its GPU tag."""
     return task_.with_options(
         tags=[cfg.gpu_tag] if gpu else [],
         retries=cfg.retries,
@@ -321,15 +320,14 @@ def register_task(params_path: str, variants: list[str]) -> dict[str, Any] | Non
     return {"model": decision.model, "version": decision.version, "promoted": decision.promoted, "reasons": decision.reasons}
 
 
-def ensure_gpu_limit(params: Params) -> int:
-    """The tag concurrency limit of GPU tasks, created with ``pipeline.gpu_slots`` if there is none."""
-    tag = params.pipeline.gpu_tag
+def ensure_gpu_limit(cfg: PipelineConfig) -> int:
+    """The concurrency limit of ``cfg.gpu_tag`` (params ``pipeline``), created with ``gpu_slots`` if there is none."""
     with get_client(sync_client=True) as client:
         try:
-            return client.read_concurrency_limit_by_tag(tag).concurrency_limit
+            return client.read_concurrency_limit_by_tag(cfg.gpu_tag).concurrency_limit
         except ObjectNotFound:
-            client.create_concurrency_limit(tag=tag, concurrency_limit=params.pipeline.gpu_slots)
-            return params.pipeline.gpu_slots
+            client.create_concurrency_limit(tag=cfg.gpu_tag, concurrency_limit=cfg.gpu_slots)
+            return cfg.gpu_slots
 
 
 @flow(name="samsar-train", flow_run_name="train-{variant}")
@@ -339,7 +337,7 @@ def train_flow(params_path: str, variant: str, resume: bool = False, force_resum
     :class:`~samsar.errors.Interrupted` / KeyboardInterrupt (Prefect marks the runs Crashed)."""
     params = load_params(params_path)
     with _forwarded_output():
-        return _configured(train_task, params, gpu=True)(params_path, variant, resume, force_resume)
+        return configured(train_task, params.pipeline, gpu=True)(params_path, variant, resume, force_resume)
 
 
 @flow(name="samsar-variant", flow_run_name="variant-{variant}")
@@ -347,10 +345,10 @@ def variant_flow(params_path: str, variant: str) -> dict[str, Any] | None:
     """Train -> evaluate -> model card -> register/promote one variant; returns the promotion decision."""
     params = load_params(params_path)
     with _forwarded_output():
-        adapter_dir = _configured(train_task, params, gpu=True)(params_path, variant)
-        metrics_path = _configured(evaluate_task, params, gpu=True)(params_path, variant, adapter_dir)
-        _configured(card_task, params, gpu=False)(params_path, variant, metrics_path)
-        return _configured(register_task, params, gpu=False)(params_path, [variant])
+        adapter_dir = configured(train_task, params.pipeline, gpu=True)(params_path, variant)
+        metrics_path = configured(evaluate_task, params.pipeline, gpu=True)(params_path, variant, adapter_dir)
+        configured(card_task, params.pipeline, gpu=False)(params_path, variant, metrics_path)
+        return configured(register_task, params.pipeline, gpu=False)(params_path, [variant])
 
 
 @flow(name="samsar-all-variants")
@@ -370,10 +368,10 @@ def _all_variants(params_path: str, variants: list[str] | None) -> dict[str, Any
     params = load_params(params_path, known_variants=VARIANTS)
     variants = variants or params.variants
     logger = get_run_logger()
-    logger.info("GPU tasks limited to %d at once (tag '%s')", ensure_gpu_limit(params), params.pipeline.gpu_tag)
-    train = _configured(train_task, params, gpu=True)
-    evaluate = _configured(evaluate_task, params, gpu=True)
-    card = _configured(card_task, params, gpu=False)
+    logger.info("GPU tasks limited to %d at once (tag '%s')", ensure_gpu_limit(params.pipeline), params.pipeline.gpu_tag)
+    train = configured(train_task, params.pipeline, gpu=True)
+    evaluate = configured(evaluate_task, params.pipeline, gpu=True)
+    card = configured(card_task, params.pipeline, gpu=False)
     cards = {}
     for variant in variants:
         adapter_dir = train.submit(params_path, variant)
@@ -382,17 +380,8 @@ def _all_variants(params_path: str, variants: list[str] | None) -> dict[str, Any
     wait(list(cards.values()))
     done = [v for v, future in cards.items() if future.state.is_completed()]
     failed = [v for v in variants if v not in done]
-    decision = _configured(register_task, params, gpu=False)(params_path, done) if done else None
+    decision = configured(register_task, params.pipeline, gpu=False)(params_path, done) if done else None
     if failed:
         raise RuntimeError(f"variants {failed} did not finish (see their task runs); registered: {done}")
     return decision
 
-
-def __getattr__(name: str) -> Any:
-    """The batch-mapping flows of pipelines/batch.py, also reachable here; imported on first use
-    because that module imports this one."""
-    if name in ("map_flow", "map_scene_flow"):
-        from pipelines import batch
-
-        return getattr(batch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

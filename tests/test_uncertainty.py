@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from samsar.evaluation.metrics import segmentation_metrics
-from samsar.uncertainty import TileConfusions, mean_and_std, miou, paired_bootstrap
+from samsar.uncertainty import TileConfusions, mean_and_std, miou, paired_bootstrap, seed_mean_interval
 
 NAMES = ("water", "land", "road")
 
@@ -57,6 +57,21 @@ def test_seed_spread_widens_the_interval():
     noisy = TileConfusions(noisy_cm, (0, 1, 2), a.tile_ids, NAMES)
     narrow, wide = paired_bootstrap(steady, a), paired_bootstrap(noisy, a)
     assert (wide.high - wide.low) > (narrow.high - narrow.low)
+
+
+def test_one_models_interval_holds_its_seed_mean_and_widens_with_seed_spread():
+    rng = np.random.default_rng(4)
+    a = _random_tiles(rng)
+    low, high = seed_mean_interval(a)
+    assert low < float(np.mean(miou(a.confusion.sum(axis=1)))) < high
+    assert seed_mean_interval(a) == (low, high)  # deterministic
+    noisy_cm = a.confusion.copy()
+    noisy_cm[1, :, 0, 1] += 300  # one bad seed
+    wide = seed_mean_interval(TileConfusions(noisy_cm, a.seeds, a.tile_ids, NAMES))
+    assert wide[1] - wide[0] > high - low
+    no_tiles = TileConfusions(np.zeros((3, 0, 3, 3), np.int64), a.seeds, (), NAMES)
+    assert seed_mean_interval(no_tiles) is None
+    assert seed_mean_interval(TileConfusions(np.zeros_like(a.confusion), a.seeds, a.tile_ids, NAMES)) is None  # undefined
 
 
 def test_models_on_other_tiles_cannot_be_paired():

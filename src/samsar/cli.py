@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from samsar.config import DEFAULT_PARAMS, Params, ParamsError, load_params
+from samsar.config import DEFAULT_PARAMS, Params, ParamsError, box_head_fits, load_params
 from samsar.errors import DEBUG_ENV, Interrupted, SamsarError, debug_enabled, one_line
 
 # Exit statuses: 1 a failed check or expected error, 2 bad params or usage, 128 + N stopped by signal N.
@@ -97,9 +97,11 @@ def _check_variant(params: Params, variant: str) -> None:
     except ValueError:
         raise ParamsError(f"--variant: unknown variant '{variant}'; pass one of {', '.join(sorted(VARIANTS))} "
                           f"(each also as <method>-box)") from None
-    if head == "box_prompt" and len(params.data.classes) != 2:
-        raise ParamsError(f"--variant: '{variant}' uses the box_prompt head, which predicts background/object, but "
-                          f"data.classes has {len(params.data.classes)} classes; pick a classwise variant")
+    names, background = params.data.class_names, params.data.background
+    if head == "box_prompt" and not box_head_fits(names, background):
+        raise ParamsError(f"--variant: '{variant}' uses the box_prompt head, which predicts background/object: it needs "
+                          f"2 data.classes with the background first, got {names} (background {background!r}); "
+                          f"pick a classwise variant")
 
 
 @app.command()
@@ -185,8 +187,9 @@ def compare(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Write reports/comparison.md and results/val_curves.csv across all variants."""
     p = _params(params)
     from samsar.reporting.comparison import write_comparison
-    from samsar.training.curves import write_val_curves
+    from samsar.training.curves import check_curves, write_val_curves
 
+    check_curves(p)  # a variant without a curve stops compare before either file is written
     write_comparison(p)
     write_val_curves(p)
 
@@ -200,45 +203,51 @@ def register(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     register_and_promote(p)
 
 
+HeadOpt = Annotated[Optional[str], typer.Option(
+    help="Registered model of this head: classwise (samsar-<data.name>) or box_prompt (samsar-<data.name>-box); "
+         "default: the head of params' variants (needed when they use both).")]
+
+
 @app.command()
 def promote(
     params: ParamsOpt = DEFAULT_PARAMS,
     version: Annotated[Optional[int], typer.Option(help="Model version to consider (default: the challenger).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision without acting or recording it.")] = False,
+    head: HeadOpt = None,
 ) -> None:
     """Move alias `champion` to the challenger only if it passes the gate (test-mIoU interval, classes, baseline)."""
     p = _params(params)
     from samsar.tracking.registry import promote as run
 
-    run(p, version=version, dry_run=dry_run)
+    run(p, version=version, dry_run=dry_run, head=head)
 
 
 @app.command()
 def history(
     params: ParamsOpt = DEFAULT_PARAMS,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decisions as JSON.")] = False,
+    head: HeadOpt = None,
 ) -> None:
     """Print every recorded promotion decision (promotions, refusals, rollbacks) with its numbers."""
     p = _params(params)
     import json
 
-    from samsar.tracking.registry import promotion_history, show_history
-    from samsar.tracking.store import model_name
+    from samsar.tracking.registry import model_name, promotion_history, resolve_head, show_history
 
-    records = promotion_history(p)
+    records = promotion_history(p, head)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
     else:
-        show_history(records, model_name(p))
+        show_history(records, model_name(p, resolve_head(p, head)))
 
 
 @app.command()
-def rollback(params: ParamsOpt = DEFAULT_PARAMS) -> None:
+def rollback(params: ParamsOpt = DEFAULT_PARAMS, head: HeadOpt = None) -> None:
     """Move alias `champion` back to the previous champion; the rollback is recorded in the history."""
     p = _params(params)
     from samsar.tracking.registry import rollback as run
 
-    run(p)
+    run(p, head=head)
 
 
 @app.command()

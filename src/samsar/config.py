@@ -347,6 +347,11 @@ def variant_head(name: str, options: VariantOptions) -> str:
     return split_variant_name(name)[1] or options.head
 
 
+def box_head_fits(class_names: list[str], background: str | None) -> bool:
+    """Whether the box_prompt head (background / object) can serve these classes: 2, the background first."""
+    return len(class_names) == 2 and background in (None, class_names[0])
+
+
 class TrainConfig(_Strict):
     # The budget is in optimizer steps: epochs, optionally capped by max_steps; the schedule follows it.
     epochs: int = Field(10, ge=1)
@@ -483,7 +488,7 @@ class Params(_Strict):
             except ValueError:
                 pass  # an unknown suffix: reported with the unknown variants (load_params)
         names, background = self.data.class_names, self.data.background
-        if boxed and (len(names) != 2 or background not in (None, names[0])):
+        if boxed and not box_head_fits(names, background):
             raise ValueError(
                 f"variants: {boxed} use the box_prompt head, which predicts background/object: it needs 2 data.classes "
                 f"with the background first, got {names} (background {background!r}); use classwise variants for this data"
@@ -522,6 +527,10 @@ class Params(_Strict):
     def variant_dir(self, variant: str) -> Path:
         """Where the trained adapter and training logs of one variant live."""
         return self.path(Path("models") / variant)
+
+    def seed_dir(self, variant: str, seed: int) -> Path:
+        """``models/<variant>/seeds/<seed>``: that seed's adapter, history.csv and train_summary.json."""
+        return self.variant_dir(variant) / "seeds" / str(seed)
 
     def metrics_path(self, variant: str) -> Path:
         return self.path(Path("metrics") / f"{variant}.json")

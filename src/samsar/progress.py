@@ -3,22 +3,25 @@
 On a terminal: a tqdm bar. Elsewhere (``dvc repro`` under nohup, CI logs, a Prefect worker), where
 tqdm's ``disable=None`` hides the bar, plain lines on stderr every 10 % of the total and at least
 every 30 s (checked at each update), with the count, the elapsed time, an ETA and the postfix
-(e.g. the loss), so a long pretraining, training or evaluation is seen to advance.
+(e.g. the loss), so a long preprocessing, feature caching, pretraining, training, evaluation or
+scene prediction is seen to advance.
 
-Below the training and evaluation layers (plain tqdm) so both can use it.
+At the bottom of the layers (plain tqdm) so data, training, evaluation and inference can all use it.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TypeVar
 
 from tqdm import tqdm
 
 PLAIN_FRACTION = 0.1  # a plain line every 10 % of the total ...
 PLAIN_SECONDS = 30.0  # ... and at least this often
+
+T = TypeVar("T")
 
 
 def format_seconds(seconds: float) -> str:
@@ -68,6 +71,13 @@ class Progress:
         now = self.clock()
         if self.n // self.every > self.last_n // self.every or self.n >= self.total or now - self.last_time >= self.seconds:
             self._line(now)
+
+    def iterate(self, items: Iterable[T]) -> Iterator[T]:
+        """Yield ``items``, counting a step as each one is done; closes the bar after the last."""
+        for item in items:
+            yield item
+            self.update()
+        self.close()
 
     def close(self) -> None:
         self.bar.close()

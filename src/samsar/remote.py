@@ -17,8 +17,9 @@ from samsar.errors import SamsarError
 
 REMOTE_NAME = "samsar"
 TAIL_LINES = 4  # lines of DVC's stderr kept in a pull error
-# What a worker needs from git besides the code (docs/gpu-workers.md lists the same).
-TO_COMMIT = ("dvc.lock", ".dvc/config", "params.yaml", "results/")
+# What a worker needs from git besides the code (docs/gpu-workers.md lists the same). results/ is
+# not among them: only train/evaluate/compare write it, and `git add` of a missing path adds nothing.
+TO_COMMIT = ("dvc.lock", ".dvc/config", "params.yaml")
 
 
 class RemoteError(SamsarError):
@@ -56,13 +57,14 @@ def default_remote(root: Path) -> str | None:
 def add_remote(root: Path, url: str, force: bool = False, name: str = REMOTE_NAME) -> str:
     """Make ``url`` the default DVC remote ``name`` of the repository at ``root``; returns what to do next.
 
-    A local path is stored absolute (every worker must see it at that path). A different default
-    remote, or a remote ``name`` with another URL, is replaced only with ``force``.
+    A local path is stored absolute (every worker must see it at that path); a relative one is taken
+    from ``root``. A different default remote, or a remote ``name`` with another URL, is replaced
+    only with ``force``.
     """
     root = Path(root)
     if not (root / ".dvc").is_dir():
         raise RemoteError(f"{root}: not a DVC repository; run `dvc init` there first (or pass --root)")
-    target = url if _is_url(url) else str(Path(url).expanduser().resolve())
+    target = url if _is_url(url) else str((root / Path(url).expanduser()).resolve())
     existing = remotes(root)
     current = default_remote(root)
     clashes = []
@@ -82,7 +84,8 @@ def add_remote(root: Path, url: str, force: bool = False, name: str = REMOTE_NAM
 
 def next_steps() -> str:
     """The commands that make a clone pullable by a worker."""
-    return (f"`dvc push` (after `dvc repro`), then `git add {' '.join(TO_COMMIT)}` and commit "
+    return (f"`dvc push` (after `dvc repro`), then `git add {' '.join(TO_COMMIT)}` "
+            "(and `git add results/` once a full `dvc repro` has written it) and commit "
             "(credentials go in .dvc/config.local: `dvc remote modify --local ...`)")
 
 

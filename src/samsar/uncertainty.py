@@ -4,7 +4,8 @@ Every evaluation keeps one confusion matrix per (seed, test tile). Two models te
 tiles are then compared pairwise: each bootstrap replicate draws the test tiles with replacement
 (the same draw for both models, hence *paired*) and, independently for each model, its seeds with
 replacement; the statistic is the difference of the seed-mean mIoUs. The 95 % percentile interval
-of that difference therefore carries both the tile sampling and the seed-to-seed spread.
+of that difference therefore carries both the tile sampling and the seed-to-seed spread. One model's
+headline scores get their interval the same way (:func:`seed_mean_intervals`: tiles, then seeds).
 
 Plain numpy, below the evaluation and tracking layers: the comparison report and the promotion
 gate use the same numbers.
@@ -12,7 +13,7 @@ gate use the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,73 @@ class Interval:
         return f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
 
+def _tile_weights(rng: np.random.Generator, n_tiles: int, replicates: int) -> np.ndarray:
+    """``(B, T)`` counts of each test tile in each replicate's draw with replacement."""
+    return rng.multinomial(n_tiles, np.full(n_tiles, 1.0 / n_tiles), size=replicates).astype(np.float64)
+
+
+def _seed_means(rng: np.random.Generator, weights: np.ndarray, per_tile: np.ndarray,
+                scores: Callable[[np.ndarray], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per replicate, the mean over seeds drawn with replacement of each score of the replicate's
+    pooled tiles (``per_tile``: ``(S, T, ...)`` counts): ``(B,)`` arrays, NaN where no drawn seed has
+    the score defined."""
+    per_seed = scores(np.einsum("bt,st...->bs...", weights, per_tile.astype(np.float64)))  # (B, S) each
+    n_seeds = per_tile.shape[0]
+    draw = rng.integers(0, n_seeds, size=(weights.shape[0], n_seeds))
+    means = {}
+    for key, values in per_seed.items():
+        drawn = np.take_along_axis(values, draw, axis=1)
+        defined = ~np.isnan(drawn)
+        count = defined.sum(axis=1)
+        means[key] = np.divide(np.where(defined, drawn, 0.0).sum(axis=1), count,
+                               out=np.full(count.shape, np.nan), where=count > 0)
+    return means
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    """The central ``confidence`` percentile interval of the defined values; None when none is."""
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return None
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def seed_mean_intervals(
+    tiles: TileConfusions | np.ndarray,
+    scores: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    replicates: int = BOOTSTRAP_REPLICATES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> dict[str, tuple[float, float] | None]:
+    """Percentile interval of the seed mean of each score, resampling test tiles then seeds.
+
+    ``tiles``: the confusion matrices, or any per-(seed, tile) counts ``(S, T, ...)`` that add up
+    over tiles. ``scores`` maps pooled counts ``(..., *rest)`` (for confusions ``(..., K, K)``) to
+    named ``(...)`` arrays, NaN where undefined. None for a score undefined in every replicate, and
+    for every score without tiles. Deterministic for a given ``seed``.
+    """
+    per_tile = tiles.confusion if isinstance(tiles, TileConfusions) else np.asarray(tiles)
+    rng = np.random.default_rng(seed)
+    n_tiles = per_tile.shape[1]
+    if n_tiles == 0:
+        return {key: None for key in scores(np.zeros((0, *per_tile.shape[2:])))}
+    means = _seed_means(rng, _tile_weights(rng, n_tiles, replicates), per_tile, scores)
+    return {key: _percentiles(values, confidence) for key, values in means.items()}
+
+
+def seed_mean_interval(
+    tiles: TileConfusions | np.ndarray,
+    metric: Callable[[np.ndarray], np.ndarray] = miou,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """:func:`seed_mean_intervals` of one score (default the mIoU); None without tiles or when undefined."""
+    return seed_mean_intervals(tiles, lambda cm: {"": metric(cm)}, replicates, confidence, seed)[""]
+
+
 def paired_bootstrap(
     a: TileConfusions,
     b: TileConfusions,
@@ -129,19 +197,15 @@ def paired_bootstrap(
     if a.class_names != b.class_names:
         raise ValueError(f"class names differ: {list(a.class_names)} vs {list(b.class_names)}")
     rng = np.random.default_rng(seed)
-    n_tiles = len(a.tile_ids)
-    weights = rng.multinomial(n_tiles, np.full(n_tiles, 1.0 / n_tiles), size=replicates).astype(np.float64)  # (B, T)
+    weights = _tile_weights(rng, len(a.tile_ids), replicates)  # the same tile draw for both: paired
 
-    def replicate_means(x: TileConfusions) -> np.ndarray:
-        per_seed = miou(np.einsum("bt,stkl->bskl", weights, x.confusion.astype(np.float64)))  # (B, S)
-        draw = rng.integers(0, per_seed.shape[1], size=per_seed.shape)
-        return np.nanmean(np.take_along_axis(per_seed, draw, axis=1), axis=1)
+    def scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+        return {"mIoU": miou(cm)}
 
     observed = float(np.nanmean(miou(a.confusion.sum(axis=1))) - np.nanmean(miou(b.confusion.sum(axis=1))))
-    diffs = replicate_means(a) - replicate_means(b)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(diffs, [tail, 1.0 - tail])
-    return Interval(observed, float(low), float(high), confidence, replicates)
+    diffs = _seed_means(rng, weights, a.confusion, scores)["mIoU"] - _seed_means(rng, weights, b.confusion, scores)["mIoU"]
+    low, high = _percentiles(diffs, confidence) or (float("nan"), float("nan"))
+    return Interval(observed, low, high, confidence, replicates)
 
 
 def mean_and_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:

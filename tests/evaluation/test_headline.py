@@ -8,19 +8,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from samsar.config import load_params
-from samsar.evaluation.headline import (
-    HEADLINE_KEYS,
-    bootstrap_intervals,
-    confusion_scores,
-    headline_metrics,
-    headline_path,
-    write_headline,
-)
-from samsar.evaluation.metrics import segmentation_metrics
-from samsar.uncertainty import TileConfusions
+from samsar.evaluation.headline import HEADLINE_KEYS, headline_metrics, headline_path, write_headline
+from samsar.evaluation.metrics import mean_scores
+from samsar.tracking.summary import tiles_interval
+from samsar.uncertainty import TileConfusions, seed_mean_intervals
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("a", "b", "c", "bg")
@@ -35,29 +28,24 @@ def _tiles(seeds: int = 3, n_tiles: int = 12, seed: int = 0) -> TileConfusions:
     return TileConfusions(confusion.astype(np.int64), tuple(range(seeds)), tuple(f"t{i}" for i in range(n_tiles)), NAMES)
 
 
-def test_confusion_scores_match_the_metrics_module():
-    tiles = _tiles()
-    scores = confusion_scores(tiles.confusion)  # (S, T) arrays
-    for s in range(2):
-        for t in range(3):
-            reference = segmentation_metrics(tiles.confusion[s, t], NAMES)
-            for key in HEADLINE_KEYS:
-                assert scores[key][s, t] == pytest.approx(reference[key], abs=1e-12), key
-    one_class = np.zeros((4, 4), np.int64)
-    one_class[1, 1] = 10  # a single class fills the tile: kappa undefined, as in the metrics module
-    assert math.isnan(confusion_scores(one_class)["kappa"]) and math.isnan(segmentation_metrics(one_class, NAMES)["kappa"])
-
-
 def test_intervals_hold_the_seed_mean_and_repeat():
     tiles = _tiles()
-    intervals = bootstrap_intervals(tiles, replicates=500)
-    pooled = confusion_scores(tiles.confusion.sum(axis=1))  # per-seed scores on all tiles
+    intervals = seed_mean_intervals(tiles, mean_scores, replicates=500)
+    assert set(intervals) == set(HEADLINE_KEYS)
+    pooled = mean_scores(tiles.confusion.sum(axis=1))  # per-seed scores on all tiles
     for key in HEADLINE_KEYS:
         low, high = intervals[key]
         assert low < float(np.mean(pooled[key])) < high, key
-    assert bootstrap_intervals(tiles, replicates=500) == intervals  # deterministic
-    single = bootstrap_intervals(_tiles(seeds=1), replicates=200)  # one seed: still the tiles' spread
+    assert seed_mean_intervals(tiles, mean_scores, replicates=500) == intervals  # deterministic
+    single = seed_mean_intervals(_tiles(seeds=1), mean_scores, replicates=200)  # one seed: still the tiles' spread
     assert all(low < high for low, high in single.values())
+
+
+def test_the_headline_mIoU_interval_is_the_model_summary_one(tmp_path):
+    tiles = _tiles()
+    headline = headline_metrics({"mIoU": 0.5}, tiles)
+    assert tiles_interval(tiles.save(tmp_path / "v.tiles.npz")) == (headline["mIoU_ci_low"], headline["mIoU_ci_high"])
+    assert tiles_interval(tmp_path / "missing.tiles.npz") is None
 
 
 def test_the_headline_is_flat_numeric_and_nan_free():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, jaccard_score, precision_score, recall_score
 
-from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
+from samsar.evaluation.metrics import confusion_matrix, mean_scores, segmentation_metrics
 
 NAMES = ["a", "b", "bg"]
 
@@ -96,3 +96,25 @@ def test_matches_sklearn_on_random_labels(seed):
     lenient = m["ignore_background_lenient"]
     assert lenient["mIoU"] == pytest.approx(jaccard_score(truth[both], pred[both], labels=fg_labels, average="macro"))
     assert lenient["OA"] == pytest.approx(np.mean(truth[both] == pred[both]))
+
+
+def test_mean_scores_over_many_matrices_match_one_at_a_time():
+    rng = np.random.default_rng(0)
+    many = rng.integers(0, 40, size=(2, 5, 3, 3))
+    many[1, 2] = 0  # an empty matrix: every score undefined
+    many[1, 3] = np.diag([0, 9, 0])  # one class fills it: kappa undefined, OA 1
+    scores = mean_scores(many)
+    assert all(values.shape == (2, 5) for values in scores.values())
+    foreground = mean_scores(many, classes=[0, 1])
+    expected_kappa = cohen_kappa_score(np.repeat([0, 0, 1, 1], many[0, 0, :2, :2].ravel()),
+                                       np.repeat([0, 1, 0, 1], many[0, 0, :2, :2].ravel()))
+    assert mean_scores(many[0, 0, :2, :2])["kappa"] == pytest.approx(expected_kappa)
+    for s in range(2):
+        for t in range(5):
+            one = segmentation_metrics(many[s, t], NAMES)
+            for key in ("mIoU", "mF1", "OA", "kappa"):
+                assert scores[key][s, t] == pytest.approx(one[key], nan_ok=True), (s, t, key)
+            iou = [one["per_class_iou"][n] for n in ("a", "b")]
+            defined = [v for v in iou if v is not None]
+            assert foreground["mIoU"][s, t] == pytest.approx(np.mean(defined) if defined else np.nan, nan_ok=True)
+    assert np.isnan(scores["mIoU"][1, 2]) and np.isnan(scores["kappa"][1, 3]) and scores["OA"][1, 3] == 1.0

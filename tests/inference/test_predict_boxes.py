@@ -118,3 +118,38 @@ def test_window_boxes_clip_and_translate():
     assert window_boxes(boxes, 0, 48, 64).tolist() == [[0.0, 5.0, 12.0, 30.0]]
     assert window_boxes(boxes, 96, 96, 64).tolist() == [[4.0, 4.0, 24.0, 34.0]]
     assert window_boxes(boxes, 0, 200, 64).shape == torch.Size([0, 4])
+
+
+def _two_scenes(folder):
+    """Two 64 px scenes side by side in UTM 33N (the second 640 m east of the first)."""
+    from affine import Affine
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(2):
+        transform = Affine(10.0, 0.0, 500000.0 + i * 640.0, 0.0, -10.0, 4600000.0)
+        write_geotiff(folder / f"s{i}.tif", speckle_scene(64, 64, seed=i), transform=transform)
+    return folder
+
+
+def test_batch_boxes_must_be_geojson_and_an_edited_file_is_mapped_again(tmp_path, ship_adapter):
+    from samsar.inference.batch import BatchError, map_scenes
+
+    scenes, out = _two_scenes(tmp_path / "scenes"), tmp_path / "out"
+    csv_boxes = tmp_path / "boxes.csv"
+    csv_boxes.write_text("x0,y0,x1,y1\n40,20,59,29\n")
+    result = CliRunner().invoke(app, ["predict", "--model", str(ship_adapter), "-i", str(scenes), "-o", str(out),
+                                      "--device", "cpu", "--params", str(tmp_path / "none.yaml"), "--boxes", str(csv_boxes)])
+    assert result.exit_code == 1 and "pass a GeoJSON" in result.output and "boxes.csv" in result.output
+    assert result.output.strip().count("\n") == 0 and not out.exists()  # refused before any scene ran
+
+    boxes = _geojson(tmp_path / "boxes.geojson", [SHIP])  # in scene s0 only
+    quiet = {"device": "cpu", "report": lambda line: None, "boxes": boxes}
+    first = map_scenes(ship_adapter, scenes, out, **quiet)
+    assert len(first.mapped) == 2
+    record = json.loads((out / "s0.samsar.json").read_text())
+    assert record["settings"]["boxes_sha256"] and record["settings"]["boxes"] == str(boxes)
+    assert len(map_scenes(ship_adapter, scenes, out, **quiet).skipped) == 2  # same file: done
+    _geojson(boxes, [SHIP, POINT])  # edited in place: same path, other boxes
+    with pytest.raises(BatchError, match="other settings"):
+        map_scenes(ship_adapter, scenes, out, **quiet)
+    assert len(map_scenes(ship_adapter, scenes, out, overwrite=True, **quiet).mapped) == 2

@@ -68,3 +68,22 @@ def test_box_head_on_more_than_two_classes_is_a_params_error_naming_variants(tmp
     with pytest.raises(ParamsError, match=r"params\.yaml: variants: \['parser-box'\] use the box_prompt head.*2 data\.classes") as err:
         load_params(path, known_variants=VARIANTS, check_inputs=False)
     assert "\n" not in str(err.value)
+
+
+def test_cli_and_params_agree_the_box_head_needs_the_background_first(tmp_path):
+    from samsar.cli import _check_variant
+    from samsar.config import box_head_fits
+
+    assert box_head_fits(["background", "ship"], "background") and box_head_fits(["sea", "ship"], None)
+    assert not box_head_fits(["ship", "background"], "background")
+    assert not box_head_fits(["background", "ship", "oil"], "background")
+    raw = yaml.safe_load((ROOT / "examples" / "params-hrsid-mini.yaml").read_text())
+    raw["data"]["classes"] = list(reversed(raw["data"]["classes"]))  # background last
+    path = _hrsid_params(tmp_path, data=raw["data"], variants=["parser-box"])
+    with pytest.raises(ParamsError, match="background first"):
+        load_params(path, known_variants=VARIANTS, check_inputs=False)
+    path = _hrsid_params(tmp_path, data=raw["data"], variants=["parser"])
+    params = load_params(path, known_variants=VARIANTS, check_inputs=False)
+    with pytest.raises(ParamsError, match=r"--variant: 'parser-box' uses the box_prompt head.*background first"):
+        _check_variant(params, "parser-box")
+    _check_variant(params, "parser")

@@ -129,3 +129,27 @@ def test_map_flow_without_scene_deployment_maps_in_its_own_process(prefect_serve
     assert Path(first["mosaic"]).is_file() and Path(first["areas"]).is_file()
     again = map_flow(**kwargs)
     assert again["mapped"] == [] and [Path(s).name for s in again["skipped"]] == ["s0.tif", "s1.tif"]
+
+
+def test_a_scene_run_says_whether_it_mapped_the_scene_or_found_it_done(prefect_server, tmp_path: Path):
+    """The parent of worker scene runs reads each run's status from its final state's message."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from pipelines.batch import _reported, map_scene_flow
+
+    scene = write_geotiff(tmp_path / "s0.tif", speckle_scene(64, 64), transform=Affine(10, 0, 500000, 0, -10, 4600000))
+    adapter = make_adapter(tmp_path / "adapter", INTENSITY_SCALER, 64)
+    kwargs = dict(model=str(adapter), scene=str(scene), output_dir=str(tmp_path / "out"), options={"device": "cpu"},
+                  params_path=str(tmp_path / "no-params.yaml"))
+    first = map_scene_flow(**kwargs, return_state=True)
+    again = map_scene_flow(**kwargs)  # called directly, the flow still returns the task's result
+    assert first.result()["status"] == "mapped" and again["status"] == "skipped"
+    with get_client(sync_client=True) as client:  # what the parent sees through the API
+        scene_flow = client.read_flow_by_name("samsar-map-scene")
+        runs = client.read_flow_runs(flow_filter=FlowFilter(id=FlowFilterId(any_=[scene_flow.id])),
+                                     sort=FlowRunSort.START_TIME_ASC)
+    messages = [run.state.message for run in runs][-2:]
+    assert messages == ["mapped", "skipped"]
+    assert [_reported(m) for m in messages] == ["mapped", "done elsewhere"]

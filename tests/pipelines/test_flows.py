@@ -164,7 +164,7 @@ def test_an_existing_gpu_limit_is_kept(prefect_server, params_file):
     params = load_params(params_file)
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag="gpu-4x", concurrency_limit=4)
-    assert flows.ensure_gpu_limit(params) == 4
+    assert flows.ensure_gpu_limit(params.pipeline) == 4
 
 
 def test_train_and_evaluate_carry_the_gpu_tag_other_tasks_do_not(prefect_server, params_file, stage):

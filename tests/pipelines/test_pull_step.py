@@ -21,10 +21,13 @@ def _dvc_repo(root: Path) -> Path:
 
 def test_remote_add_sets_the_default_and_refuses_to_replace_another(tmp_path, monkeypatch):
     repo = _dvc_repo(tmp_path / "repo")
-    monkeypatch.chdir(repo)  # a relative path is taken from where the command runs, then stored absolute
+    elsewhere = tmp_path / "elsewhere" / "cwd"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)  # a relative path is taken from the repository (--root), not the CWD, then stored absolute
     message = add_remote(repo, "../store")
-    assert remotes(repo) == {"samsar": str((repo / "../store").resolve())} and default_remote(repo) == "samsar"
-    assert "git add dvc.lock .dvc/config params.yaml results/" in message
+    assert remotes(repo) == {"samsar": str((tmp_path / "store").resolve())} and default_remote(repo) == "samsar"
+    # only paths that exist after `dvc repro preprocess pretrain`: git adds nothing if one pathspec matches nothing
+    assert "then `git add dvc.lock .dvc/config params.yaml` (and `git add results/` once" in message
     assert "already the default" in add_remote(repo, str((repo / "../store").resolve()))
     with pytest.raises(RemoteError, match="pass --force") as error:
         add_remote(repo, "s3://bucket/samsar")

@@ -1,12 +1,15 @@
 """docs/gpu-workers.md, exactly as written: a Prefect server, a process work pool, a worker, a git
-repository and a DVC remote (all local), `prefect deploy` of pipelines/prefect.yaml, a run of
-``samsar-variant/gpu``. Then a run of a branch without dvc.lock fails with the pull step's error.
+repository and a DVC remote (all local), the `git add` that `samsar remote add` prints and the docs
+show (nothing else is committed after the data stages), `prefect deploy` of pipelines/prefect.yaml,
+a run of ``samsar-variant/gpu``. Then a run of a branch without dvc.lock fails with the pull step's
+error.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,7 +39,8 @@ def _run(args: list[str], cwd: Path, env: dict, check: bool = True) -> subproces
 
 
 def _project(root: Path, env: dict) -> list[str]:
-    """A git + DVC repository of the project with the tiny params, its data stages run."""
+    """A git + DVC repository of the project with the tiny params (code, dvc.yaml and the DVC set-up
+    committed, as in the team's repository), its data stages then run."""
     shutil.copytree(REPO / "src" / "samsar", root / "src" / "samsar", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
@@ -45,13 +49,24 @@ def _project(root: Path, env: dict) -> list[str]:
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     _run(["git", "init", "-q", "-b", "main"], root, env)
     _run([str(BIN / "dvc"), "init", "-q"], root, env)
+    _run(["git", "add", "."], root, env)
+    _run([*git, "commit", "-q", "-m", "the project"], root, env)
     _run([str(BIN / "dvc"), "repro", "-q", "preprocess", "pretrain"], root, env)
     return git
 
 
+def _documented_git_add(printed: str) -> list[str]:
+    """The `git add` of step 0 of docs/gpu-workers.md, checked to be the one `samsar remote add` printed."""
+    (command,) = re.findall(r"then `(git add [^`]+)`", printed)
+    doc = (REPO / "docs" / "gpu-workers.md").read_text()
+    step = doc[doc.index("## 0. "):doc.index("## 1. ")]
+    assert [line for line in step.splitlines() if line.startswith("git add")] == [command], command
+    return shlex.split(command)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_a_worker_runs_the_documented_procedure(tmp_path: Path):
+def test_a_worker_runs_the_documented_procedure(tmp_path: Path, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -72,12 +87,14 @@ def test_a_worker_runs_the_documented_procedure(tmp_path: Path):
     project.mkdir()
     git = _project(project, env)
 
-    # The documented set-up: a remote, push, commit what the docs list.
+    # The documented set-up: a remote, push, then exactly the printed (and documented) `git add`.
     added = _run([str(BIN / "samsar"), "remote", "add", str(remote)], project, env).stdout
-    assert "git add dvc.lock .dvc/config params.yaml" in added
+    git_add = _documented_git_add(added)
     _run([str(BIN / "dvc"), "push", "-q"], project, env)
-    _run(["git", "add", "."], project, env)
-    _run([*git, "commit", "-q", "-m", "tiny project"], project, env)
+    _run(git_add, project, env)
+    staged = _run(["git", "diff", "--cached", "--name-only"], project, env).stdout.split()
+    assert sorted(staged) == [".dvc/config", "dvc.lock"], staged  # params.yaml is unchanged since the first commit
+    _run([*git, "commit", "-q", "-m", "data and base checkpoint for the workers"], project, env)
     # A branch a worker cannot pull: dvc.lock not committed.
     _run(["git", "checkout", "-q", "-b", "no-lock"], project, env)
     _run(["git", "rm", "-q", "--cached", "dvc.lock"], project, env)
@@ -118,14 +135,11 @@ def test_a_worker_runs_the_documented_procedure(tmp_path: Path):
     assert "promotion decision: samsar-e2e version 1" in logs
 
     params = load_params(project / "params.yaml")
-    os.environ["MLFLOW_TRACKING_URI"] = tracking
-    try:
-        client = store.client(params)
-        (version,) = client.search_model_versions("name='samsar-e2e'")
-        run = client.get_run(version.run_id)
-        experiment = client.get_experiment_by_name("samsar-e2e")
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    client = store.client(params)
+    (version,) = client.search_model_versions("name='samsar-e2e'")
+    run = client.get_run(version.run_id)
+    experiment = client.get_experiment_by_name("samsar-e2e")
     assert version.tags[registry.GATE_TAG] in ("promoted", "refused")
     assert version.tags["promotion.decision"] == version.tags[registry.GATE_TAG]
     assert version.description.startswith("**decoder_only**")

@@ -25,3 +25,12 @@ def test_every_registered_method_has_a_description():
     for name in VARIANTS:
         text = method_description(name)
         assert text and "``" not in text
+
+
+def test_head_description_follows_the_adapter_options():
+    from samsar.reporting.card import head_description
+
+    assert "classwise head (one logit map per class, no prompts)" in head_description({"head": "classwise"})
+    box = head_description({"head": "box_prompt", "box_prompt": {"boxes": "per_image", "jitter": 20}})
+    assert "no prompts" not in box and "one box around all objects" in box and "0-20 px" in box
+    assert "needs box prompts at prediction (`samsar predict --boxes`); test scores use exact ground-truth boxes" in box

@@ -175,3 +175,56 @@ def test_land_cover_task_gets_an_mbf1_column():
     assert keys[0] == "n_trainable_params" and "object_f1.ship" in keys and "per_class_iou.ship" in keys
     assert "mBF1" in keys and keys[-1] == "train_seconds"
     assert "object_f1.ship" not in [c.key for c in columns_for(["bg", "water"], "bg", [])]
+
+
+def _write_variants(params, archives):
+    params.metrics_path("x").parent.mkdir(parents=True, exist_ok=True)
+    for name, tiles in archives.items():
+        tiles.save(tiles_path(params, name))
+        per_seed = [_miou(tiles.confusion[s].sum(0)) for s in range(tiles.confusion.shape[0])]
+        params.metrics_path(name).write_text(json.dumps({**_metrics(float(np.mean(per_seed)), 10, 1.0, 10),
+                                                         "per_class_iou": {"a": 0.5, "b": 0.5}}))
+
+
+def _row(text, name):
+    return next(line for line in text.splitlines() if line.startswith(f"| {name} "))
+
+
+def test_box_rows_are_labelled_and_judged_only_against_the_box_baseline(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.70, 0.75, size=(1, 20))
+    archives = {  # the box head's oracle prompts make it look far better than every classwise variant
+        "decoder_only": _tiles(base + rng.normal(0, 0.01, (3, 20))),
+        "lora": _tiles(base + rng.normal(0, 0.01, (3, 20))),
+        "decoder_only-box": _tiles(base + 0.2 + rng.normal(0, 0.01, (3, 20))),
+        "lora-box": _tiles(base + 0.2 + rng.normal(0, 0.01, (3, 20))),
+    }
+    params = _project(tmp_path, list(archives))
+    _write_variants(params, archives)
+    text = write_comparison(params).read_text()
+    assert "§ prompted with ground-truth boxes: not comparable with the classwise head" in text
+    assert _row(text, "lora").rstrip().endswith("| within noise |")  # against decoder_only, not the box rows
+    assert _row(text, "decoder_only").rstrip().endswith("| reference | - |")
+    assert _row(text, "lora-box §").rstrip().endswith("| within noise |")  # against decoder_only-box
+    assert _row(text, "decoder_only-box §").rstrip().endswith("| reference | - |")
+    verdicts = [line.rsplit("|", 2)[-2].strip() for line in text.split("## Per-class")[0].splitlines()
+                if line.startswith("| ") and "§" in line or line.startswith(("| lora ", "| decoder_only "))]
+    assert "better" not in verdicts and len(verdicts) == 4  # +0.2 over the classwise rows is never a verdict
+    assert "Δ mIoU vs decoder_only-box" in text and "### Box-prompt head" in text
+    assert _row(text.split("## Per-class test IoU")[1], "lora-box §")  # labelled in every table
+    pairwise = text.split("## Pairwise")[1]
+    assert "| lora-box | ≈" in pairwise and "lora-box |" not in pairwise.split("| lora-box |")[0]
+    assert all("decoder_only-box" not in line for line in pairwise.splitlines() if line.startswith("| lora |"))
+
+
+def test_box_rows_without_a_box_baseline_get_no_verdict(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.70, 0.75, size=(1, 20))
+    archives = {"decoder_only": _tiles(base + rng.normal(0, 0.01, (3, 20))),
+                "lora-box": _tiles(base + 0.2 + rng.normal(0, 0.01, (3, 20)))}
+    params = _project(tmp_path, list(archives))
+    _write_variants(params, archives)
+    text = write_comparison(params).read_text()
+    assert _row(text, "lora-box §").rstrip().endswith("| n/a | n/a |")
+    assert "`decoder_only-box`, which was not evaluated: no verdicts" in text
+    assert "## Pairwise" not in text  # one variant per head: nothing to pair

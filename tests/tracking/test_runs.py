@@ -159,6 +159,9 @@ def test_runs_carry_source_tags_the_dvc_experiment_and_the_dataset_input(params,
     digest = provenance.dataset_hash(params.processed_dir)
     assert dataset_input.dataset.digest == digest[:36] and dataset_input.dataset.name == "testset"
     assert {t.key: t.value for t in dataset_input.tags}["data_hash"] == digest == tags["data_hash"]
+    # the project-relative folder: a worker's temporary clone path is recorded nowhere
+    assert json.loads(dataset_input.dataset.source) == {"uri": "data/processed"}
+    assert dataset_input.dataset.source_type == "local" and str(tmp_path) not in dataset_input.dataset.source
     assert run.run_id == logged.info.run_id
 
 

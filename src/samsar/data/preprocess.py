@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from rich.console import Console
-from tqdm import tqdm
 
 from samsar.config import Params, band_names
 from samsar.data.bands import parse_channel
@@ -33,6 +32,7 @@ from samsar.data.scaling import SarScaler
 from samsar.data.splits import SPLITS
 from samsar.data.tiling import TileSpec, plan_tiles
 from samsar.io import atomic_path, write_json
+from samsar.progress import Progress
 
 MANIFEST_NAME = "manifest.parquet"
 DATASET_NAME = "dataset.json"
@@ -192,7 +192,7 @@ def _write_tiles(
     max_nodata = params.preprocess.max_nodata_fraction
     num_classes = len(decoder.class_names)
     rows, skipped = [], {"nodata": 0, "empty": 0, "nodata_pixels": 0}
-    progress = tqdm(total=len(tiles), desc="writing tiles", disable=None)
+    progress = Progress(len(tiles), "writing tiles", unit="tile")
     for item, specs in _by_item(tiles):
         with PairReader(item.image, item.label, decoder, tuple(params.data.nodata), item.bands) as pair:
             check_image_dtype(pair.image.info, bands_selected=item.bands is not None)

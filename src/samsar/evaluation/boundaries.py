@@ -22,7 +22,8 @@ from skimage.segmentation import find_boundaries
 BOUNDARY_TOLERANCE = 2  # pixels
 
 
-def _ratio(num: float, den: float) -> float | None:
+def ratio(num: float, den: float) -> float | None:
+    """``num / den``, None when ``den`` is 0 (an undefined precision, recall or F1)."""
     return float(num / den) if den else None
 
 
@@ -36,17 +37,6 @@ def _within(targets: np.ndarray, tolerance: int) -> np.ndarray:
     if tolerance <= 0 or not targets.any():
         return targets
     return ndimage.binary_dilation(targets, structure=_disk(tolerance))
-
-
-def boundary_counts(truth_mask: np.ndarray, pred_mask: np.ndarray, tolerance: int = BOUNDARY_TOLERANCE,
-                    valid: np.ndarray | None = None) -> dict[str, int]:
-    """Boundary matches of two boolean class masks of one tile: ``{"pred_matched", "n_pred",
-    "truth_matched", "n_truth"}``. Boundary pixels within one pixel of a pixel outside ``valid``
-    are not counted."""
-    truth_mask, pred_mask = np.asarray(truth_mask, dtype=bool), np.asarray(pred_mask, dtype=bool)
-    if truth_mask.shape != pred_mask.shape:
-        raise ValueError(f"truth and prediction differ in shape: {truth_mask.shape} vs {pred_mask.shape}")
-    return _counts(truth_mask, pred_mask, tolerance, None if valid is None else _countable(valid))
 
 
 def _countable(valid: np.ndarray) -> np.ndarray | None:
@@ -100,7 +90,7 @@ class BoundaryCounter:
         out = {}
         for i in self.classes:
             t = self.totals[i]
-            precision, recall = _ratio(t["pred_matched"], t["n_pred"]), _ratio(t["truth_matched"], t["n_truth"])
+            precision, recall = ratio(t["pred_matched"], t["n_pred"]), ratio(t["truth_matched"], t["n_truth"])
             f1 = None
             if precision is not None and recall is not None:
                 f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0

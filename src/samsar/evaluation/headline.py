@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from samsar.config import Params
+from samsar.evaluation.metrics import mean_scores
 from samsar.io import write_json
-from samsar.uncertainty import BOOTSTRAP_REPLICATES, CONFIDENCE, TileConfusions
+from samsar.uncertainty import TileConfusions, seed_mean_intervals
 
 RESULTS_DIR = "results"  # git-tracked: headline metrics and training curves (not in .gitignore)
 HEADLINE_KEYS = ("mIoU", "mF1", "OA", "kappa")
@@ -28,56 +29,6 @@ HEADLINE_KEYS = ("mIoU", "mF1", "OA", "kappa")
 def headline_path(params: Params, variant: str) -> Path:
     """``results/<variant>.json``."""
     return params.path(RESULTS_DIR) / f"{variant}.json"
-
-
-def confusion_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
-    """mIoU, mF1, OA and kappa of confusion matrices ``(..., K, K)`` (truth rows), all classes, as
-    :func:`samsar.evaluation.metrics.segmentation_metrics` defines them: classes absent from truth
-    and prediction are left out of the means; NaN where a score is undefined."""
-    cm = np.asarray(confusion, dtype=np.float64)
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    truth, pred = cm.sum(axis=-1), cm.sum(axis=-2)
-    total = cm.sum(axis=(-2, -1))
-
-    def ratio(num, den):
-        return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den > 0)
-
-    def class_mean(values):
-        present = ~np.isnan(values)
-        count = present.sum(axis=-1)
-        return ratio(np.where(present, values, 0.0).sum(axis=-1), count)
-
-    oa = ratio(tp.sum(axis=-1), total)
-    expected = ratio((truth * pred).sum(axis=-1), total**2)
-    kappa = ratio(oa - expected, 1.0 - expected)
-    return {
-        "mIoU": class_mean(ratio(tp, truth + pred - tp)),
-        "mF1": class_mean(ratio(2 * tp, truth + pred)),
-        "OA": oa,
-        "kappa": kappa,
-    }
-
-
-def bootstrap_intervals(tiles: TileConfusions, replicates: int = BOOTSTRAP_REPLICATES, confidence: float = CONFIDENCE,
-                        seed: int = 0) -> dict[str, tuple[float, float] | None]:
-    """Percentile interval of each :data:`HEADLINE_KEYS` seed mean: each replicate draws the test
-    tiles with replacement, then the seeds; None where undefined in every replicate."""
-    rng = np.random.default_rng(seed)
-    n_seeds, n_tiles = tiles.confusion.shape[:2]
-    if n_tiles == 0:
-        return {key: None for key in HEADLINE_KEYS}
-    weights = rng.multinomial(n_tiles, np.full(n_tiles, 1.0 / n_tiles), size=replicates).astype(np.float64)  # (B, T)
-    per_seed = confusion_scores(np.einsum("bt,stkl->bskl", weights, tiles.confusion.astype(np.float64)))  # (B, S) each
-    draw = rng.integers(0, n_seeds, size=(replicates, n_seeds))
-    tail = (1.0 - confidence) / 2.0
-    out: dict[str, tuple[float, float] | None] = {}
-    for key in HEADLINE_KEYS:
-        drawn = np.take_along_axis(per_seed[key], draw, axis=1)
-        defined = ~np.isnan(drawn)
-        n = defined.sum(axis=1)
-        means = (np.where(defined, drawn, 0.0).sum(axis=1) / np.maximum(n, 1))[n > 0]
-        out[key] = None if means.size == 0 else tuple(float(q) for q in np.quantile(means, [tail, 1.0 - tail]))
-    return out
 
 
 def _finite(value: object) -> bool:
@@ -113,7 +64,7 @@ def _object_f1(metrics: dict) -> dict[str, object]:
 def headline_metrics(metrics: dict, tiles: TileConfusions | None = None) -> dict[str, float]:
     """The flat, numbers-only headline of a ``metrics/<variant>.json`` dict (and its per-tile
     confusions, for the intervals); undefined values are left out."""
-    intervals = bootstrap_intervals(tiles) if tiles is not None else {}
+    intervals = seed_mean_intervals(tiles, mean_scores) if tiles is not None else {}
     out: dict[str, float] = {}
     for key in HEADLINE_KEYS:
         for name, value in ((key, metrics.get(key)), (f"{key}_std", metrics.get(f"{key}_std"))):

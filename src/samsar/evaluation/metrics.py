@@ -53,6 +53,32 @@ def _nanmean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def _class_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of the defined (non-NaN) values; NaN where none is."""
+    defined = ~np.isnan(values)
+    return _safe_div(np.where(defined, values, 0.0).sum(axis=-1), defined.sum(axis=-1))
+
+
+def mean_scores(confusion: np.ndarray, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """mIoU, mF1, OA and kappa of confusion matrices ``(..., K, K)`` (truth rows) as ``(...)`` arrays,
+    class means over ``classes`` (default all). Classes absent from truth and prediction are left
+    out of the means; NaN where a score is undefined. Vectorised for the bootstrap's many matrices;
+    :func:`segmentation_metrics` takes its numbers from here."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    truth, pred = cm.sum(axis=-1), cm.sum(axis=-2)
+    total = cm.sum(axis=(-2, -1))
+    idx = np.arange(cm.shape[-1]) if classes is None else np.asarray(classes, dtype=np.int64)
+    oa = _safe_div(tp.sum(axis=-1), total)
+    expected = _safe_div((truth * pred).sum(axis=-1), total**2)
+    return {
+        "mIoU": _class_mean(_safe_div(tp, truth + pred - tp)[..., idx]),
+        "mF1": _class_mean(_safe_div(2 * tp, truth + pred)[..., idx]),
+        "OA": oa,
+        "kappa": _safe_div(oa - expected, 1.0 - expected),
+    }
+
+
 def _scores(cm: np.ndarray, class_names: Sequence[str], classes: Sequence[int]) -> dict:
     """Metrics of ``cm`` with class averages taken over ``classes`` (present ones only)."""
     cm = cm.astype(np.float64)
@@ -65,10 +91,7 @@ def _scores(cm: np.ndarray, class_names: Sequence[str], classes: Sequence[int]) 
     recall = _safe_div(tp, truth_count)
     f1 = _safe_div(2 * tp, truth_count + pred_count)
     idx = np.asarray(classes, dtype=np.int64)
-    # Classes absent from both truth and prediction have undefined scores and do not enter the means.
-    oa = float(tp.sum() / total) if total else float("nan")
-    expected = float((truth_count * pred_count).sum() / total**2) if total else float("nan")
-    kappa = (oa - expected) / (1 - expected) if total and expected < 1 else float("nan")
+    means = {key: float(value) for key, value in mean_scores(cm, idx).items()}
     freq = truth_count[idx] / truth_count[idx].sum() if truth_count[idx].sum() else np.zeros(idx.size)
     fwiou = float(np.nansum(freq * np.nan_to_num(iou[idx])))
     names = [class_names[i] for i in idx]
@@ -77,14 +100,14 @@ def _scores(cm: np.ndarray, class_names: Sequence[str], classes: Sequence[int]) 
         return {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, values[idx])}
 
     return {
-        "mIoU": _nanmean(iou[idx]),
-        "mF1": _nanmean(f1[idx]),
+        "mIoU": means["mIoU"],
+        "mF1": means["mF1"],
         "mF1_reference": _nanmean(np.where(tp[idx] > 0, f1[idx], np.nan)),
         "mF1_reference_description": MF1_REFERENCE_DESCRIPTION,
         "mPrecision": _nanmean(precision[idx]),
         "mRecall": _nanmean(recall[idx]),
-        "OA": oa,
-        "kappa": float(kappa),
+        "OA": means["OA"],
+        "kappa": means["kappa"],
         "FWIoU": fwiou,
         "per_class_iou": per_class(iou),
         "per_class_precision": per_class(precision),

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from skimage.measure import label as connected_components
 
-from samsar.uncertainty import BOOTSTRAP_REPLICATES, CONFIDENCE
+from samsar.evaluation.boundaries import ratio
+from samsar.uncertainty import BOOTSTRAP_REPLICATES, CONFIDENCE, seed_mean_intervals
 
 IOU_THRESHOLD = 0.5
 # Object size buckets by area in pixels: (name, exclusive upper bound); the last has none.
@@ -78,10 +79,6 @@ def match_objects(truth_mask: np.ndarray, pred_mask: np.ndarray, iou_threshold: 
             "matched_ious": matched, "missed_by_size": _by_size(missed), "false_by_size": _by_size(false)}
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return float(num / den) if den else None
-
-
 class ObjectCounter:
     """Accumulates object matches tile by tile (counts, matched IoUs and per-tile TP/FP/FN).
 
@@ -128,9 +125,9 @@ class ObjectCounter:
         for i in self.classes:
             tp, fp, fn, ious = (self.totals[i][k] for k in ("tp", "fp", "fn", "matched_ious"))
             out[self.class_names[i]] = {
-                "precision": _ratio(tp, tp + fp),
-                "recall": _ratio(tp, tp + fn),
-                "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+                "precision": ratio(tp, tp + fp),
+                "recall": ratio(tp, tp + fn),
+                "f1": ratio(2 * tp, 2 * tp + fp + fn),
                 "mean_matched_iou": float(np.mean(ious)) if ious else None,
                 "tp": tp, "fp": fp, "fn": fn,
                 "n_true_objects": tp + fn, "n_predicted_objects": tp + fp,
@@ -154,26 +151,19 @@ def object_metrics(tiles: Iterable[tuple[np.ndarray, np.ndarray]], class_names: 
 def object_f1_interval(counts: np.ndarray, replicates: int = BOOTSTRAP_REPLICATES, confidence: float = CONFIDENCE,
                        seed: int = 0) -> tuple[float, float] | None:
     """Bootstrap interval of the seed-mean object F1 from per-(seed, tile) ``(TP, FP, FN)`` counts
-    ``(S, T, 3)``: test tiles resampled with replacement, then each replicate's seeds. None when F1
-    is undefined (no true and no predicted object)."""
+    ``(S, T, 3)``: test tiles resampled with replacement, then each replicate's seeds
+    (:func:`samsar.uncertainty.seed_mean_intervals`). None when F1 is undefined (no true and no
+    predicted object)."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 3 or counts.shape[-1] != 3 or counts.shape[1] == 0:
         raise ValueError(f"expected (seeds, tiles, 3) counts, got shape {counts.shape}")
     if counts.sum() == 0:
         return None
-    rng = np.random.default_rng(seed)
-    n_tiles = counts.shape[1]
-    weights = rng.multinomial(n_tiles, np.full(n_tiles, 1.0 / n_tiles), size=replicates).astype(np.float64)  # (B, T)
-    tp, fp, fn = np.moveaxis(np.einsum("bt,stc->bsc", weights, counts), -1, 0)  # each (B, S)
-    den = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, den, out=np.full(den.shape, np.nan), where=den > 0)
-    drawn = np.take_along_axis(f1, rng.integers(0, f1.shape[1], size=f1.shape), axis=1)
-    defined = ~np.isnan(drawn)
-    n = defined.sum(axis=1)
-    means = np.where(defined, drawn, 0.0).sum(axis=1) / np.maximum(n, 1)
-    means = means[n > 0]  # a replicate drawing only object-free tiles has no F1
-    if means.size == 0:
-        return None
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(low), float(high)
+
+    def f1(pooled: np.ndarray) -> dict[str, np.ndarray]:
+        tp, fp, fn = np.moveaxis(pooled, -1, 0)
+        den = 2 * tp + fp + fn
+        return {"f1": np.divide(2 * tp, den, out=np.full(den.shape, np.nan), where=den > 0)}
+
+    # a replicate drawing only object-free tiles has no F1 and is left out
+    return seed_mean_intervals(counts, f1, replicates, confidence, seed)["f1"]

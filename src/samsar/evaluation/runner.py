@@ -122,7 +122,6 @@ def evaluate_variant(params: Params, variant: str) -> dict:
     also the figures and both files.
     """
     from samsar.data.dataset import DatasetInfo, TileDataset
-    from samsar.training.loop import seed_dir
 
     summary = read_train_summary(params, variant)
     runs = summary.get("runs")
@@ -140,7 +139,7 @@ def evaluate_variant(params: Params, variant: str) -> dict:
     confusion = np.zeros((len(runs), len(tile_ids), k, k), dtype=np.int64)
     per_seed, picked, object_counts = [], {}, []
     for s, run in enumerate(runs):
-        adapter = seed_dir(params, variant, run["seed"]) / "adapter"
+        adapter = params.seed_dir(variant, run["seed"]) / "adapter"
         overlays = picked if run["seed"] == summary["selected_seed"] else None
         objects, boundaries = scorers(params, info.class_names, info.background, info.ignore_index)
         with fixed_threads(1):  # the same scores on an idle or a busy machine

@@ -29,10 +29,12 @@ import rasterio
 
 from samsar.config import Params
 from samsar.data.rasters import ignore_missing_georeference
+from samsar.inference.boxes import GEOJSON_SUFFIXES
 from samsar.inference.errors import PredictError
 from samsar.inference.predict import output_paths, predict_scene, resolve_model
 from samsar.inference.raster import SceneReader
 from samsar.io import atomic_path, file_sha256, write_json
+from samsar.progress import format_seconds
 
 __all__ = [
     "BatchError", "BatchProgress", "BatchResult", "SceneOutcome", "adapter_sha256", "check_output_dir",
@@ -154,9 +156,24 @@ def adapter_sha256(adapter_dir: Path) -> str:
 
 
 def scene_settings(options: dict[str, Any]) -> dict[str, Any]:
-    """The predict options that change the outputs (all but batch size and device), JSON-ready."""
-    return {key: (str(value) if isinstance(value, Path) else value)
-            for key, value in sorted(options.items()) if key not in RUNTIME_OPTIONS}
+    """The predict options that change the outputs (all but batch size and device), JSON-ready.
+
+    A ``boxes`` file must be GeoJSON (geographic boxes, so one file can prompt every scene; CSV pixel
+    boxes belong to one scene: :class:`BatchError`); its sha256 is recorded as ``boxes_sha256``, so
+    editing the file maps the scenes again rather than skipping them as done.
+    """
+    settings = {key: (str(value) if isinstance(value, Path) else value)
+                for key, value in sorted(options.items()) if key not in RUNTIME_OPTIONS}
+    boxes = options.get("boxes")
+    if boxes is not None:
+        boxes = Path(boxes)
+        if boxes.suffix.lower() not in GEOJSON_SUFFIXES:
+            raise BatchError(f"{boxes}: CSV boxes are pixels of one scene and cannot prompt every scene of a batch; "
+                             f"pass a GeoJSON of boxes in the scenes' CRS, or predict each scene on its own with its CSV")
+        if not boxes.is_file():
+            raise BatchError(f"{boxes}: boxes file not found; pass a GeoJSON of boxes in the scenes' CRS")
+        settings["boxes_sha256"] = file_sha256(boxes)
+    return settings
 
 
 def scene_files(scene: Path, output_dir: Path) -> tuple[Path, Path]:
@@ -257,7 +274,7 @@ def _map_resolved(model: str, adapter: Path, model_sha: str, scene: Path, output
 
 
 class BatchProgress:
-    """One line per scene done or skipped: ``scene 2/5 mapped: b.tif in 41.0 s; 3 to go, ETA 2 min``.
+    """One line per scene done or skipped: ``scene 2/5 mapped: b.tif in 41.0 s; 3 to go, ETA 2 min 03 s``.
 
     The ETA is the elapsed time per scene mapped so far (parallel workers included) times the scenes to go.
     """
@@ -277,15 +294,7 @@ class BatchProgress:
         left = self.to_map - self.mapped
         eta = (time.monotonic() - self.start) / self.mapped * left
         took = f" in {seconds:.1f} s" if seconds is not None else ""
-        self.report(f"scene {self.count}/{self.total} {status}: {scene.name}{took}; {left} to go, ETA {_duration(eta)}")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        self.report(f"scene {self.count}/{self.total} {status}: {scene.name}{took}; {left} to go, ETA {format_seconds(eta)}")
 
 
 def map_scenes(model: str | Path, input_path: Path, output_dir: Path, *, params: Params | None = None,

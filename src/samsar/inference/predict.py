@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from samsar.config import DEFAULT_PARAMS, Params
 from samsar.data.tiling import window_starts
@@ -34,6 +33,7 @@ from samsar.inference.postprocess import MinimumMappingUnit, mmu_tags
 from samsar.inference.predictor import Predictor
 from samsar.inference.raster import RowWriter, SceneReader, gdal_env
 from samsar.io import atomic_path, name_os_errors
+from samsar.progress import Progress
 
 __all__ = ["PredictError", "PredictResult", "load_model", "output_paths", "predict_scene", "resolve_model"]
 
@@ -232,7 +232,7 @@ def predict_scene(
 
             blocks = predictor.stream(scene.read_block, scene.height, scene.width)
             strips = len(window_starts(scene.height, predictor.window, predictor.stride))
-            for block in tqdm(blocks, total=strips, unit="strip", desc=input_path.name, disable=None):
+            for block in Progress(strips, input_path.name, unit="strip").iterate(blocks):
                 emit(mmu.push(block.row0, block.classes) if mmu else [(block.row0, block.classes)])
                 if confidence_writer is not None:
                     confidence_writer.write(np.rint(block.confidence * 255).astype(np.uint8))

@@ -30,9 +30,9 @@ def trained_decoder_parameters(mask_decoder: nn.Module) -> list[nn.Parameter]:
     return [p for module in used for p in module.parameters()]
 
 
-def init_class_conv(conv: nn.Conv2d) -> None:
-    """The reference's init of the 7x7 class-head conv: normal(0, sqrt(2 / fan_out)) with
-    fan_out = out_channels * kh * kw, zero bias."""
+def reference_conv_init(conv: nn.Conv2d) -> None:
+    """The CWSAM reference's conv init (its class head and its prompt generator): He-normal on the
+    fan-out, normal(0, sqrt(2 / fan_out)) with fan_out = out_channels * kh * kw, and a zero bias."""
     fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
     nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / fan_out))
     nn.init.zeros_(conv.bias)
@@ -60,7 +60,7 @@ class ClasswiseMaskDecoder(nn.Module):
                 nn.Conv2d(channels, HYPER_DIM * num_classes, kernel_size=7, stride=2, padding=3),
                 nn.GELU(),
             )
-            init_class_conv(self.class_head[3])
+            reference_conv_init(self.class_head[3])
 
     def forward(
         self,

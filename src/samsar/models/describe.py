@@ -69,7 +69,6 @@ def describe_variant(variant: str, backbone: str, num_classes: int, image_size: 
         "variant": variant,
         "total_params": sum(p.numel() for p in segmenter.parameters()),
         "trainable_params": sum(p.numel() for p in trainable.values()),
-        "encoder_trainable_params": method,
         "base_params": base,
         "method_params": method,
         "base_plus_method_params": base + method,

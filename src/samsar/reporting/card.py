@@ -62,6 +62,18 @@ def method_description(method: str) -> str:
     return paragraph.replace("``", "`") or f"method '{method}'"
 
 
+def head_description(options: dict) -> str:
+    """The card's architecture wording for the head recorded in the adapter's ``variant_options``."""
+    if options.get("head") != "box_prompt":
+        return "a classwise head (one logit map per class, no prompts)"
+    box = options.get("box_prompt") or {}
+    boxes = "one box around all objects of a tile" if box.get("boxes") == "per_image" else "one box per object"
+    return (f"the box_prompt head: SAM's own decoder prompted with boxes, predicting background / object inside "
+            f"them ({boxes}, taken from the truth in training, grown by 0-{box.get('jitter', '?')} px per side). "
+            f"It needs box prompts at prediction (`samsar predict --boxes`); test scores use exact ground-truth "
+            f"boxes, so they are not comparable with a classwise model's")
+
+
 def _base(params: Params, adapter: dict) -> dict:
     """How to describe the base model the adapter was trained on."""
     from samsar.training.pretrain import summary_path
@@ -201,6 +213,7 @@ def render_markdown(params: Params, variant: str) -> str:
     from samsar.data.dataset import DatasetInfo, TileDataset
     from samsar.models.artifacts import read_adapter_config
     from samsar.tracking.provenance import git_sha
+    from samsar.tracking.registry import model_name
 
     summary = read_train_summary(params, variant)
     metrics = read_metrics(params, variant)
@@ -209,6 +222,7 @@ def render_markdown(params: Params, variant: str) -> str:
     info = DatasetInfo.load(params.processed_dir)
     train_counts = TileDataset(params.processed_dir, "train").class_pixel_counts()
     base = _base(params, adapter)
+    head = (adapter.get("variant_options") or {}).get("head", "classwise")
     names = {"history": TRAINING_CURVES, "confusion_counts": CONFUSION_COUNTS,
              "confusion_normalized": CONFUSION_NORMALIZED, "overlays": OVERLAYS}
     found = figures_dir(params, variant)
@@ -226,6 +240,9 @@ def render_markdown(params: Params, variant: str) -> str:
         adapter_dir=rel_adapter,
         artifact_size=human_bytes(directory_bytes(adapter_path)),
         method_description=method_description(adapter["method"]),
+        head_description=head_description(adapter.get("variant_options") or {}),
+        box_head=head == "box_prompt",
+        registered_model=model_name(params, head),
         method_options=json.dumps(adapter["variant_options"]),
         base=base,
         summary=summary,
@@ -261,8 +278,8 @@ def render_html(markdown_text: str, figure_dir: Path, title: str) -> str:
 
 
 def card_summary(params: Params, variant: str) -> str:
-    """The card's summary in a few lines (variant, test metrics mean ± std with the mIoU interval,
-    caveats, base checkpoint path and id); also the description of the variant's registered version."""
+    """The card's summary in a few lines (variant, its head, test metrics mean ± std with the mIoU
+    interval, caveats, base checkpoint path and id); also the description of the variant's registered version."""
     from samsar.tracking.registry import version_description
 
     return version_description(params, variant, read_metrics(params, variant))

@@ -5,6 +5,11 @@ Quality is never ranked by the mean alone: a variant is called better than anoth
 :mod:`samsar.uncertainty`) excludes 0. For a task whose non-background classes are all object
 classes (``evaluate.object_classes``, e.g. ships), the table leads with each object class's object
 F1 and pixel IoU; land-cover tasks get a mean boundary F1 (``mBF1``) column.
+
+Box-prompt variants (``<method>-box``) are evaluated with box prompts from the test truth, so they
+are compared like with like: they get their own table, rows marked ``§``, with intervals and
+verdicts only against the box-head baseline (``decoder_only-box``); the classwise variants keep
+theirs against ``decoder_only``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from samsar.config import Params
+from samsar.config import Params, variant_head
 from samsar.evaluation.metrics import ABSENT, ABSENT_NOTE, absent_classes
 from samsar.evaluation.metrics import format_metric as fmt
 from samsar.evaluation.objects import SIZE_BUCKETS_DESCRIPTION
@@ -23,6 +28,9 @@ from samsar.reporting.card import human_bytes
 from samsar.uncertainty import Interval, TileConfusions, paired_bootstrap
 
 REFERENCE = "decoder_only"  # the papers' baseline every difference is taken against
+BOX_HEAD = "box_prompt"
+BOX_MARK = "§"
+BOX_LABEL = "prompted with ground-truth boxes: not comparable with the classwise head"
 HOW_TO_READ = (
     "Scores are the mean ± standard deviation over the training seeds, so the ± shows how much a "
     "score moves when only the seed changes. The interval is a 95 % paired bootstrap of the mIoU "
@@ -138,13 +146,14 @@ def degenerate_note(reasons: dict[str, str], columns: tuple[Column, ...] = COLUM
 
 def comparison_table(rows: dict[str, dict], majority: dict | None, intervals: dict[str, Interval] | None = None,
                      reference: str = REFERENCE, n_foreground: int | None = None,
-                     columns: tuple[Column, ...] = COLUMNS) -> str:
+                     columns: tuple[Column, ...] = COLUMNS, boxed: frozenset[str] = frozenset()) -> str:
     """Markdown table of ``variant -> metrics`` with, per variant, its interval against ``reference``.
 
     ``majority``: scores of the majority-class predictor, shown as a last row. A variant marked
     ``†`` had a seed stopped by the wall-time guard (not comparable). ``n_foreground``: the number
     of non-background classes (None: no background class); columns :func:`degenerate_columns`
     finds are never marked and their header carries ``‡``. ``columns``: see :func:`columns_for`.
+    ``boxed``: box-prompt variants, marked ``§`` (see :data:`BOX_LABEL`).
     """
     intervals = intervals or {}
     degenerate = degenerate_columns(rows, n_foreground, columns)
@@ -169,15 +178,19 @@ def comparison_table(rows: dict[str, dict], majority: dict | None, intervals: di
             cells += ["n/a", "n/a"]
         else:
             cells += [str(interval), interval.verdict]
-        name = f"{variant} †" if metrics.get("cut_short") else variant
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row_name(variant, metrics, boxed)} | " + " | ".join(cells) + " |")
     if majority is not None:
         cells = ["-" if col.key in COST_KEYS else col.format(majority) for col in columns] + ["-", "-", "-"]
         lines.append(f"| majority class ({majority.get('class', '?')}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def per_class_table(rows: dict[str, dict], class_names: list[str]) -> str:
+def row_name(variant: str, metrics: dict, boxed: frozenset[str] = frozenset()) -> str:
+    """The variant as a table row names it: ``§`` for a box-prompt variant, ``†`` when cut short."""
+    return variant + (f" {BOX_MARK}" if variant in boxed else "") + (" †" if metrics.get("cut_short") else "")
+
+
+def per_class_table(rows: dict[str, dict], class_names: list[str], boxed: frozenset[str] = frozenset()) -> str:
     """Markdown matrix of mean test IoU per variant (rows) and class (columns); ``absent`` where the
     class has no test pixels and none was predicted (``null`` in the metrics file)."""
     lines = ["| variant | " + " | ".join(class_names) + " |", "|---|" + "---:|" * len(class_names)]
@@ -185,7 +198,7 @@ def per_class_table(rows: dict[str, dict], class_names: list[str]) -> str:
         per_class = metrics.get("per_class_iou") or {}
         absent = absent_classes(per_class)
         cells = [ABSENT if name in absent else fmt(per_class.get(name)) for name in class_names]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row_name(variant, {}, boxed)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +209,7 @@ def _by_size(counts: dict | None) -> str:
     return " / ".join(f"{counts.get(name, 0):g}" for name in ("small", "medium", "large"))
 
 
-def object_table(rows: dict[str, dict], object_classes: list[str]) -> str:
+def object_table(rows: dict[str, dict], object_classes: list[str], boxed: frozenset[str] = frozenset()) -> str:
     """Markdown table of per-object scores: one row per variant and object class (means over seeds)."""
     lines = ["| variant | class | object precision | object recall | object F1 | mean matched IoU | "
              "true objects | missed (small / medium / large) | false (small / medium / large) |",
@@ -209,16 +222,16 @@ def object_table(rows: dict[str, dict], object_classes: list[str]) -> str:
             true = counts.get("n_true_objects")
             cells += ["n/a" if true is None else f"{true:g}", _by_size(counts.get("missed_by_size")),
                       _by_size(counts.get("false_by_size"))]
-            lines.append(f"| {variant} | {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row_name(variant, {}, boxed)} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def boundary_table(rows: dict[str, dict], classes: list[str]) -> str:
+def boundary_table(rows: dict[str, dict], classes: list[str], boxed: frozenset[str] = frozenset()) -> str:
     """Markdown matrix of mean boundary F1 per variant (rows) and land-cover class (columns), with mBF1."""
     lines = ["| variant | " + " | ".join(classes) + " | mBF1 |", "|---|" + "---:|" * (len(classes) + 1)]
     for variant, metrics in rows.items():
         cells = [Column(f"boundary_f1.{n}", n, std_key=f"boundary_f1_std.{n}").format(metrics) for n in classes]
-        lines.append(f"| {variant} | " + " | ".join(cells + [MBF1_COLUMN.format(metrics)]) + " |")
+        lines.append(f"| {row_name(variant, {}, boxed)} | " + " | ".join(cells + [MBF1_COLUMN.format(metrics)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -245,6 +258,12 @@ def verdict_line(names: list[str], rows: dict[str, dict], pairs: dict[tuple[str,
             f"but its difference to {', '.join(ties)} is within noise (interval includes 0).")
 
 
+def box_reference(params: Params) -> str:
+    """The box-head baseline: SAM's decoder alone prompted with boxes (``decoder_only`` when plain
+    names already use the box_prompt head, else ``decoder_only-box``)."""
+    return REFERENCE if params.variant_options.head == BOX_HEAD else f"{REFERENCE}-box"
+
+
 def write_comparison(params: Params) -> Path:
     """Write ``reports/comparison.md`` over ``params.variants`` (variants not evaluated are listed)."""
     rows, tiles, missing, majority = {}, {}, [], None
@@ -263,10 +282,15 @@ def write_comparison(params: Params) -> Path:
             majority = {**rows[variant]["majority"], "class": rows[variant].get("majority_class")}
     if not rows:
         raise FileNotFoundError(f"no metrics/<variant>.json for any of {params.variants}; run `samsar evaluate` first")
-    names = list(tiles)
-    pairs = {(a, b): paired_bootstrap(tiles[a], tiles[b]) for a in names for b in names if a != b}
-    reference = REFERENCE if REFERENCE in tiles else (names[0] if names else REFERENCE)
-    intervals = {n: pairs[(n, reference)] for n in names if n != reference}
+    boxed = frozenset(v for v in rows if variant_head(v, params.variant_options) == BOX_HEAD)
+    groups = [group for group in ([v for v in rows if v not in boxed], [v for v in rows if v in boxed]) if group]
+    pairs, references = {}, {}
+    for group in groups:  # like with like: no interval between the heads
+        names = [v for v in group if v in tiles]
+        pairs.update({(a, b): paired_bootstrap(tiles[a], tiles[b]) for a in names for b in names if a != b})
+        references[group[0]] = box_reference(params) if group[0] in boxed else (
+            REFERENCE if REFERENCE in names else (names[0] if names else REFERENCE))
+    intervals = {a: interval for (a, b), interval in pairs.items() if b in references.values()}
     first = next(iter(rows.values()))
     classes, background = params.data.class_names, params.data.background
     n_foreground = len(classes) - 1 if background in classes else None
@@ -288,32 +312,49 @@ def write_comparison(params: Params) -> Path:
         text.append(f"Every non-background class is an object class, so the table leads with the object F1 (connected "
                     f"components matched at IoU >= {params.evaluate.object_iou:g}) and pixel IoU of "
                     f"{', '.join(leads)}; the intervals and verdicts remain on mIoU.\n")
-    text.append(comparison_table(rows, majority, intervals, reference, n_foreground, columns))
-    note = degenerate_note(degenerate_columns(rows, n_foreground, columns), columns)
-    if note:
-        text.append(note)
+    for group in groups:
+        reference = references[group[0]]
+        group_rows = {v: rows[v] for v in group}
+        if len(groups) > 1:
+            text.append("### Box-prompt head\n" if group[0] in boxed else "### Classwise head\n")
+        if group[0] in boxed:
+            missing_reference = "" if reference in tiles else (
+                f", which was not evaluated: no verdicts (add `{reference}` to variants for them)")
+            text.append(f"{BOX_MARK} {BOX_LABEL}. Test tiles are prompted with exact boxes of the true objects, so "
+                        f"these rows are compared only with each other: intervals and verdicts against "
+                        f"`{reference}`{missing_reference}.\n")
+        text.append(comparison_table(group_rows, majority, intervals, reference, n_foreground, columns, boxed))
+        note = degenerate_note(degenerate_columns(group_rows, n_foreground, columns), columns)
+        if note:
+            text.append(note)
     if any(m.get("cut_short") for m in rows.values()):
         text.append("† A seed of this variant was stopped by the `train.max_seconds` guard before its step budget: "
                     "its scores are not comparable and it is never promoted.\n")
     if any(m.get("per_class_iou") for m in rows.values()):
-        text += ["## Per-class test IoU\n", "Mean over seeds.\n", per_class_table(rows, params.data.class_names)]
+        text += ["## Per-class test IoU\n", "Mean over seeds" + (f"; {BOX_MARK} {BOX_LABEL}" if boxed else "") + ".\n",
+                 per_class_table(rows, params.data.class_names, boxed)]
         if any(absent_classes(m.get("per_class_iou") or {}) for m in rows.values()):
             text.append(ABSENT_NOTE + ".\n")
     if object_classes and any(m.get("object_f1") for m in rows.values()):
         text += ["## Objects\n",
                  f"Connected components (8-connected) of truth and prediction matched one-to-one per test tile at IoU >= "
                  f"{params.evaluate.object_iou:g}; mean ± std over seeds. Missed and false objects by size: "
-                 + ", ".join(f"{k} {v}" for k, v in SIZE_BUCKETS_DESCRIPTION.items()) + " (means over seeds).\n",
-                 object_table(rows, object_classes)]
+                 + ", ".join(f"{k} {v}" for k, v in SIZE_BUCKETS_DESCRIPTION.items()) + " (means over seeds)"
+                 + (f"; {BOX_MARK} {BOX_LABEL}" if boxed else "") + ".\n",
+                 object_table(rows, object_classes, boxed)]
     if land_cover and any(m.get("boundary_f1") for m in rows.values()):
         text += ["## Boundary F1\n",
                  f"Boundary pixels of each land-cover class matched within {params.evaluate.boundary_tolerance} px "
-                 "between truth and prediction; mean ± std over seeds.\n",
-                 boundary_table(rows, land_cover)]
-    if len(names) > 1:
+                 "between truth and prediction; mean ± std over seeds" + (f"; {BOX_MARK} {BOX_LABEL}" if boxed else "")
+                 + ".\n",
+                 boundary_table(rows, land_cover, boxed)]
+    compared = [names for names in ([v for v in group if v in tiles] for group in groups) if len(names) > 1]
+    if compared:
         text += ["## Pairwise test mIoU differences\n",
-                 "Row minus column, 95 % paired-bootstrap interval; ▲ better, ▼ worse, ≈ within noise.\n",
-                 pairwise_table(names, pairs), verdict_line(names, rows, pairs) + "\n"]
+                 "Row minus column, 95 % paired-bootstrap interval; ▲ better, ▼ worse, ≈ within noise"
+                 + (" (each head only against itself)" if len(groups) > 1 else "") + ".\n"]
+        for names in compared:
+            text += [pairwise_table(names, pairs), verdict_line(names, rows, pairs) + "\n"]
     if missing:
         text.append(f"\nNot evaluated yet: {', '.join(missing)}.\n")
     out = params.path("reports/comparison.md")

@@ -1,8 +1,12 @@
 """Model registry: every evaluated variant becomes a version; ``champion`` moves only through a gate.
 
-The registered model is ``samsar-<dataset>``. A new version gets tags for its metrics (means over
-seeds, their stds and the validation mIoU: ``metric.<name>``, ``metric.per_class_iou.<class>``),
-``variant``, ``data_hash``, ``seed`` (the seed whose adapter it is), ``seeds`` and ``cut_short``.
+There is one registered model per head (:func:`model_name`): ``samsar-<dataset>`` for the classwise
+variants and ``samsar-<dataset>-box`` for the box_prompt ones, each with its own challenger, champion,
+gate and history. A box variant is tested with box prompts from the truth and cannot map a scene
+without boxes, so it never competes with (or replaces) a classwise model. A new version gets tags for
+its metrics (means over seeds, their stds and the validation mIoU: ``metric.<name>``,
+``metric.per_class_iou.<class>``), ``variant``, ``head``, ``data_hash``, ``seed`` (the seed whose
+adapter it is), ``seeds`` and ``cut_short``.
 
 *Validation chooses, test decides*: the new version with the best mean validation mIoU gets alias
 ``challenger`` (test metrics never choose). :func:`promote` moves ``champion`` to it only if it was
@@ -40,13 +44,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from samsar.config import Params
+from samsar.config import Params, variant_head
 from samsar.errors import SamsarError
 from samsar.io import write_json
 from samsar.tracking import store
 from samsar.tracking.provenance import UNKNOWN, base_checkpoint_ref
-from samsar.tracking.runs import recorded_store
-from samsar.tracking.summary import model_summary, tiles_interval
+from samsar.tracking.runs import public_uri, recorded_store
+from samsar.tracking.summary import DESCRIPTION_LIMIT, model_summary, tiles_interval
 from samsar.uncertainty import Interval, TileConfusions, miou, paired_bootstrap
 
 CHALLENGER = "challenger"
@@ -72,6 +76,14 @@ GATE_PENDING, GATE_FAILED, GATE_NOT_CHOSEN = "pending", "failed", "not_chosen"
 UNDECIDED = (GATE_PENDING, GATE_FAILED)
 
 console = Console()
+# Registered model name suffix per head (classwise keeps the plain name).
+HEAD_MODELS = {"classwise": "", "box_prompt": "-box"}
+# What each head means for whoever uses the model (card summary, version description).
+HEAD_SUMMARIES = {
+    "classwise": "Head: classwise (one logit map per class, no prompts)",
+    "box_prompt": ("Head: box_prompt (background / object inside box prompts); needs box prompts at prediction "
+                   "(`samsar predict --boxes`); test scores use exact ground-truth boxes"),
+}
 
 
 class RegistryError(SamsarError, ValueError):
@@ -139,6 +151,40 @@ class Decision:
         }
 
 
+def model_name(params: Params, head: str = "classwise") -> str:
+    """The registered model of ``head``: ``samsar-<data.name>`` (classwise), ``samsar-<data.name>-box`` (box_prompt)."""
+    return store.model_name(params) + HEAD_MODELS[head]
+
+
+def by_head(params: Params, variants: list[str]) -> dict[str, list[str]]:
+    """``variants`` grouped by the head they train, classwise first; heads without variants left out."""
+    groups = {head: [v for v in variants if variant_head(v, params.variant_options) == head] for head in HEAD_MODELS}
+    return {head: group for head, group in groups.items() if group}
+
+
+def resolve_head(params: Params, head: str | None) -> str:
+    """``head``, else the one head of ``params.variants`` (:class:`RegistryError` when they use both)."""
+    if head is not None:
+        if head not in HEAD_MODELS:
+            raise RegistryError(f"--head: unknown head '{head}'; pass one of {', '.join(HEAD_MODELS)}")
+        return head
+    heads = list(by_head(params, params.variants)) or ["classwise"]
+    if len(heads) > 1:
+        raise RegistryError(f"variants: {params.variants} use both heads, each with its own registered model "
+                            f"({', '.join(model_name(params, h) for h in heads)}); pass --head classwise or --head box_prompt")
+    return heads[0]
+
+
+def _version_head(params: Params, mv: ModelVersion) -> str | None:
+    """The head a version trained (tag ``head``; versions registered before it from the variant name)."""
+    if mv.tags.get("head") in HEAD_MODELS:
+        return mv.tags["head"]
+    try:
+        return variant_head(mv.tags.get("variant", ""), params.variant_options)
+    except ValueError:
+        return None
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -184,6 +230,7 @@ def version_tags(params: Params, variant: str, metrics: dict[str, Any], data_has
     seeds = metrics.get("seeds", summary.get("seeds")) or []
     tags = {
         "variant": variant,
+        "head": variant_head(variant, params.variant_options),
         "data_hash": data_hash,
         "seed": UNKNOWN if seed is None else str(seed),
         "seeds": json.dumps([int(s) for s in seeds]),
@@ -196,12 +243,13 @@ def version_tags(params: Params, variant: str, metrics: dict[str, Any], data_has
 
 
 def register_variant(params: Params, variant: str, mlflow_client: MlflowClient | None = None) -> ModelVersion | None:
-    """Register the evaluated ``variant`` as a new version (alias-free); ``None`` if not ready.
+    """Register the evaluated ``variant`` as a new version (alias-free) of its head's registered model
+    (:func:`model_name`); ``None`` if not ready.
 
     Idempotent: a run already registered is not registered again (its version is returned).
     """
     mlflow_client = mlflow_client or store.client(params)
-    name = store.model_name(params)
+    name = model_name(params, variant_head(variant, params.variant_options))
     metrics_file = params.metrics_path(variant)
     if not metrics_file.is_file():
         console.print(f"[yellow]{variant}: no {metrics_file}; run `samsar evaluate -v {variant}` first[/]")
@@ -210,7 +258,7 @@ def register_variant(params: Params, variant: str, mlflow_client: MlflowClient |
     if run_id is None:
         console.print(f"[yellow]{variant}: no finished MLflow run; train it with tracking enabled[/]")
         return None
-    _ensure_registered_model(mlflow_client, name)
+    _ensure_registered_model(mlflow_client, name, variant_head(variant, params.variant_options))
     existing = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if existing:
         return existing[0]
@@ -227,17 +275,20 @@ def register_variant(params: Params, variant: str, mlflow_client: MlflowClient |
 
 
 def version_description(params: Params, variant: str, metrics: dict[str, Any]) -> str:
-    """The version's description: the model card's summary (:func:`samsar.tracking.summary.model_summary`)."""
+    """The version's description: the model card's summary (:func:`samsar.tracking.summary.model_summary`),
+    its second line naming the head (:data:`HEAD_SUMMARIES`)."""
     base = f"`{base_checkpoint_ref(params)}` (id {metrics.get('base_id', UNKNOWN)})"
     interval = tiles_interval(params.metrics_path(variant).with_suffix(".tiles.npz"))
-    return model_summary(variant, metrics, base, interval)
+    first, _, rest = model_summary(variant, metrics, base, interval).partition("\n")
+    text = f"{first}\n{HEAD_SUMMARIES[variant_head(variant, params.variant_options)]}.\n{rest}"
+    return text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - 1] + "…"
 
 
 def check_runs_in_store(params: Params, variants: list[str], mlflow_client: MlflowClient) -> None:
     """:class:`RegistryError` before anything is registered when a variant's training run (named in
     its train_summary.json) is not in this tracking store, e.g. $MLFLOW_TRACKING_URI now points at
     another server than the one training logged to."""
-    uri = store_label(mlflow_client.tracking_uri)
+    uri = public_uri(mlflow_client.tracking_uri)
     for variant in variants:
         summary_file = params.variant_dir(variant) / "train_summary.json"
         if not params.metrics_path(variant).is_file() or not summary_file.is_file():
@@ -257,13 +308,6 @@ def check_runs_in_store(params: Params, variants: list[str], mlflow_client: Mlfl
                     f"{summary_file}: MLflow run {run_id} of '{variant}' is not in the tracking store {uri} ({where}); "
                     f"register against the store training used (MLFLOW_TRACKING_URI={logged_to or '<that store>'}), "
                     f"or train '{variant}' again with this one; nothing was registered") from exc
-
-
-def store_label(uri: str) -> str:
-    """A tracking URI as errors show it (no credentials)."""
-    from samsar.tracking.runs import public_uri
-
-    return public_uri(uri)
 
 
 def find_run(params: Params, variant: str, mlflow_client: MlflowClient) -> str | None:
@@ -303,11 +347,14 @@ def _logged_model(params: Params, variant: str, run_id: str, mlflow_client: Mlfl
     return mlflow_client.get_logged_model(model_uri.removeprefix("models:/"))
 
 
-def _ensure_registered_model(mlflow_client: MlflowClient, name: str) -> None:
+def _ensure_registered_model(mlflow_client: MlflowClient, name: str, head: str = "classwise") -> None:
     try:
         mlflow_client.get_registered_model(name)
     except MlflowException:
-        mlflow_client.create_registered_model(name, description="samsar adapters for this dataset; see alias champion.")
+        what = ("samsar adapters for this dataset; see alias champion." if head == "classwise" else
+                "samsar box_prompt adapters for this dataset (they need box prompts: `samsar predict --boxes`; "
+                "tested with ground-truth boxes); see alias champion.")
+        mlflow_client.create_registered_model(name, description=what)
 
 
 REGISTRY_REPORT = "reports/registry.json"
@@ -333,43 +380,68 @@ def choose_challenger(versions: list[ModelVersion]) -> ModelVersion | None:
 
 
 def register_and_promote(params: Params, variants: list[str] | None = None) -> Decision | None:
-    """Register each evaluated variant, make the best new version by validation the challenger, run the gate.
+    """Register each evaluated variant, make the best new version by validation the challenger, run the gate,
+    once per head (:func:`register_heads`).
 
-    Writes ``reports/registry.json`` (versions per variant, aliases, this decision with its
-    intervals). Returns the promotion decision, or ``None`` when nothing new was registered, no
-    new version has a validation score, or tracking is off.
+    Returns the classwise model's promotion decision (the box model's when every variant uses the
+    box_prompt head), or ``None`` when nothing new was registered there, no new version has a
+    validation score, or tracking is off; ``reports/registry.json`` holds every head's.
+    """
+    return next(iter(register_heads(params, variants).values()), None)
+
+
+def register_heads(params: Params, variants: list[str] | None = None) -> dict[str, Decision | None]:
+    """Register the evaluated ``variants`` in their head's registered model (:func:`model_name`) and
+    gate each model's new versions on their own: ``model name -> decision`` (classwise first).
+
+    Writes ``reports/registry.json``: for one registered model its versions per variant, aliases and
+    decision with its intervals (``model``, ``tracking_uri``, ``versions``, ``new_versions``,
+    ``aliases``, ``decision``); with both heads ``{"tracking_uri", "models": {name: those keys}}``.
     """
     report = params.path(REGISTRY_REPORT)
     if not params.tracking.enabled:
         console.print("tracking.enabled is false: nothing registered")
         write_json(report, {"tracking": "disabled"})
-        return None
+        return {}
     mlflow_client = store.client(params)
-    name = store.model_name(params)
     variants = variants or params.variants
     check_runs_in_store(params, variants, mlflow_client)
-    _ensure_registered_model(mlflow_client, name)
+    decisions, entries = {}, {}
+    for head, group in by_head(params, variants).items():
+        name = model_name(params, head)
+        decisions[name], entries[name] = _register_model(params, mlflow_client, name, head, group)
+    if len(entries) == 1:
+        ((name, entry),) = entries.items()
+        write_json(report, {"model": name, "tracking_uri": mlflow_client.tracking_uri, **entry})
+    else:
+        write_json(report, {"tracking_uri": mlflow_client.tracking_uri,
+                            "models": {name: {"model": name, **entry} for name, entry in entries.items()}})
+    return decisions
+
+
+def _register_model(params: Params, mlflow_client: MlflowClient, name: str, head: str,
+                    variants: list[str]) -> tuple[Decision | None, dict[str, Any]]:
+    """Register ``variants`` (all of ``head``) in model ``name`` and gate its new versions; the decision
+    and the model's report entry."""
+    _ensure_registered_model(mlflow_client, name, head)
     before = {mv.version for mv in mlflow_client.search_model_versions(f"name='{name}'")}
     try:
         versions = [mv for variant in variants if (mv := register_variant(params, variant, mlflow_client))]
         new = [mv for mv in versions if mv.version not in before]
-        decision = _gate_new(params, mlflow_client, name, new)
+        decision = _gate_new(params, mlflow_client, name, new, head)
     except Exception as exc:
         error = _broke_off(mlflow_client, name, exc)
         if isinstance(exc, (MlflowException, OSError)) and not isinstance(exc, SamsarError):
             raise error from exc  # e.g. a RestException of the tracking server: one line, with the way out
         raise
-    write_json(report, {
-        "model": name,
-        "tracking_uri": mlflow_client.tracking_uri,
+    return decision, {
         "versions": {mv.tags.get("variant"): int(mv.version) for mv in versions},
         "new_versions": sorted(int(mv.version) for mv in new),
         "aliases": {alias: int(version) for alias, version in mlflow_client.get_registered_model(name).aliases.items()},
         "decision": None if decision is None else {"version": decision.version, "promoted": decision.promoted,
                                                    "compared_to": decision.champion_version, "reasons": decision.reasons,
                                                    "intervals": decision.intervals, "record": decision.sequence},
-    })
-    return decision
+    }
 
 
 def undecided_versions(mlflow_client: MlflowClient, name: str) -> list[ModelVersion]:
@@ -377,13 +449,21 @@ def undecided_versions(mlflow_client: MlflowClient, name: str) -> list[ModelVers
     return [mv for mv in mlflow_client.search_model_versions(f"name='{name}'") if mv.tags.get(GATE_TAG) in UNDECIDED]
 
 
-def _gate_new(params: Params, mlflow_client: MlflowClient, name: str, new: list[ModelVersion]) -> Decision | None:
-    """Challenger and gate over the new versions and any left undecided by an earlier registration."""
+def _gate_new(params: Params, mlflow_client: MlflowClient, name: str, new: list[ModelVersion],
+              head: str = "classwise") -> Decision | None:
+    """Challenger and gate over the new versions of model ``name`` (all of ``head``) and any left
+    undecided by an earlier registration."""
     earlier = [mv for mv in undecided_versions(mlflow_client, name) if mv.version not in {v.version for v in new}]
     if earlier:
         console.print(f"{name}: version(s) {', '.join(str(mv.version) for mv in earlier)} were registered without a gate "
                       f"decision (an earlier registration broke off): finishing their gate")
     candidates = new + earlier
+    other = [mv for mv in candidates if _version_head(params, mv) not in (head, None)]
+    for mv in other:  # a box version in the classwise model (registered before the heads had their own)
+        mlflow_client.set_model_version_tag(name, mv.version, GATE_TAG, GATE_NOT_CHOSEN)
+        console.print(f"[yellow]{name}: version {mv.version} ({mv.tags.get('variant')}) uses the "
+                      f"{_version_head(params, mv)} head, not {head}: never its challenger[/]")
+    candidates = [mv for mv in candidates if mv not in other]
     if not candidates:
         console.print(f"{name}: nothing new to register")
         return None
@@ -402,7 +482,7 @@ def _gate_new(params: Params, mlflow_client: MlflowClient, name: str, new: list[
     console.print(f"{name}: registered version(s) {registered}; challenger = version {best.version} "
                   f"({best.tags.get('variant')}), chosen by mean validation mIoU ({scores}); "
                   f"test metrics do not choose, they only gate")
-    return promote(params)
+    return promote(params, head=head)
 
 
 def _broke_off(mlflow_client: MlflowClient, name: str, exc: Exception) -> RegistryError:
@@ -416,7 +496,7 @@ def _broke_off(mlflow_client: MlflowClient, name: str, exc: Exception) -> Regist
             mlflow_client.set_model_version_tag(name, mv.version, "gate.error", _cut(detail, VERSION_TAG_LIMIT))
             left.append(str(mv.version))
     which = f"version(s) {', '.join(left)} have" if left else "versions may have"
-    return RegistryError(f"{store_label(mlflow_client.tracking_uri)}: registering '{name}' broke off ({detail}); "
+    return RegistryError(f"{public_uri(mlflow_client.tracking_uri)}: registering '{name}' broke off ({detail}); "
                          f"{which} no gate decision yet (tag gate=failed): run `samsar register` again to finish the gate")
 
 
@@ -585,19 +665,27 @@ def _baseline_check(candidate: ModelVersion, tiles: TileConfusions, margin: floa
         + ("" if ok else ": not a clear win over the baseline")))
 
 
-def promote(params: Params, version: int | None = None, dry_run: bool = False) -> Decision:
-    """Move alias ``champion`` to ``version`` (default: the challenger) if it passes the gate.
+def promote(params: Params, version: int | None = None, dry_run: bool = False, head: str | None = None) -> Decision:
+    """Move alias ``champion`` of ``head``'s registered model (default: the head of ``params.variants``,
+    see :func:`resolve_head`) to ``version`` (default: the challenger) if it passes the gate.
 
     The first champion too must pass the gate's checks that need no champion (baseline, data
-    hash, not cut short). The decision is printed and, unless ``dry_run``, recorded: ``promotion.*``
-    tags on the version and a ``decision.<sequence>`` tag on the registered model.
+    hash, not cut short); a version of the other head never passes. The decision is printed and,
+    unless ``dry_run``, recorded: ``promotion.*`` tags on the version and a ``decision.<sequence>``
+    tag on the registered model.
     """
+    head = resolve_head(params, head)
     mlflow_client = store.client(params, create=False)
-    name = store.model_name(params)
+    name = model_name(params, head)
     candidate = _candidate(mlflow_client, name, version)
     champion = _alias_version(mlflow_client, name, CHAMPION)
+    candidate_head = _version_head(params, candidate)
     if champion is not None and champion.version == candidate.version:
         checks, intervals = [Check(False, f"version {candidate.version} is already the champion")], {}
+    elif candidate_head not in (head, None):
+        checks, intervals = [Check(False, (
+            f"version {candidate.version} ({candidate.tags.get('variant')}) uses the {candidate_head} head, not {head}: "
+            f"its test scores are not comparable with this model's; register it under '{model_name(params, candidate_head)}'"))], {}
     else:
         checks, intervals = gate(candidate, champion, params, mlflow_client)
     decision = Decision(
@@ -691,15 +779,16 @@ def _write_record(mlflow_client: MlflowClient, name: str, decision: Decision) ->
     mlflow_client.set_registered_model_tag(name, _decision_key(decision.sequence), _encode(decision.record()))
 
 
-def promotion_history(params: Params) -> list[dict[str, Any]]:
-    """Every recorded decision (promotion, refusal, rollback), oldest first.
+def promotion_history(params: Params, head: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded decision (promotion, refusal, rollback) of ``head``'s registered model (see
+    :func:`resolve_head`), oldest first.
 
     Each entry: ``seq``, ``time`` (UTC ISO), ``who``, ``action`` (``promote``/``rollback``),
     ``from`` (the champion before, or ``None``), ``to``, ``promoted``, ``reasons``, ``intervals``.
     """
     if not params.tracking.enabled:
         raise RegistryError("tracking.enabled is false: there is no registry")
-    return _records(store.client(params, create=False), store.model_name(params))
+    return _records(store.client(params, create=False), model_name(params, resolve_head(params, head)))
 
 
 def champion_lineage(history: list[dict[str, Any]]) -> list[int]:
@@ -727,15 +816,16 @@ def champion_lineage(history: list[dict[str, Any]]) -> list[int]:
     return lineage
 
 
-def rollback(params: Params) -> dict[str, Any]:
-    """Move ``champion`` back to the champion before it (the ``from`` of the decision that made it).
+def rollback(params: Params, head: str | None = None) -> dict[str, Any]:
+    """Move ``champion`` of ``head``'s registered model (see :func:`resolve_head`) back to the champion
+    before it (the ``from`` of the decision that made it).
 
     Records a ``rollback`` decision and returns it; raises :class:`RegistryError` when there is no
     champion, no previous one, or the alias was moved outside samsar.
     """
-    history = promotion_history(params)
+    history = promotion_history(params, head)
     mlflow_client = store.client(params, create=False)
-    name = store.model_name(params)
+    name = model_name(params, resolve_head(params, head))
     champion = _alias_version(mlflow_client, name, CHAMPION)
     if champion is None:
         raise RegistryError(f"registered model '{name}' has no champion: nothing to roll back")

@@ -125,6 +125,8 @@ def log_dataset_input(client: MlflowClient, run_id: str, params: Params, digest:
 
     MLflow keeps at most 36 characters of a digest, so the dataset's digest is the data hash cut to
     that length; the full hash is the input's ``data_hash`` tag (and the run's ``data_hash`` tag).
+    The source is the processed folder relative to the project (``data/processed``), never the
+    path of a worker's temporary clone.
     """
     import mlflow.data
     import pandas as pd
@@ -138,8 +140,9 @@ def log_dataset_input(client: MlflowClient, run_id: str, params: Params, digest:
     with warnings.catch_warnings():  # MLflow registers two local-file source classes of one name and says so
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-        dataset = mlflow.data.from_pandas(pd.read_parquet(manifest), source=params.processed_dir.resolve().as_uri(),
-                                          name=params.data.name, digest=digest[:MAX_DATASET_DIGEST_SIZE])
+        source = provenance.project_relative(params, params.processed_dir)
+        dataset = mlflow.data.from_pandas(pd.read_parquet(manifest), source=source, name=params.data.name,
+                                          digest=digest[:MAX_DATASET_DIGEST_SIZE])
         entity = dataset._to_mlflow_entity()  # infers the schema (warns about integer columns)
     tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), InputTag("data_hash", digest)]
     client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=tags)])

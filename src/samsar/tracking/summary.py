@@ -10,34 +10,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from samsar.uncertainty import BOOTSTRAP_REPLICATES, CONFIDENCE, TileConfusions, miou
+from samsar.uncertainty import CONFIDENCE, TileConfusions, seed_mean_interval
 
 HEADLINE = ("mIoU", "mF1", "OA", "kappa")
 DESCRIPTION_LIMIT = 5000  # MLflow's model version description column
 
 
-def miou_interval(tiles: TileConfusions, replicates: int = BOOTSTRAP_REPLICATES, confidence: float = CONFIDENCE,
-                  seed: int = 0) -> tuple[float, float] | None:
-    """Percentile interval of the seed-mean test mIoU, resampling test tiles and seeds; None without tiles."""
-    if not tiles.tile_ids:
-        return None
-    rng = np.random.default_rng(seed)
-    n = len(tiles.tile_ids)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
-    per_seed = miou(np.einsum("bt,stkl->bskl", weights, tiles.confusion.astype(np.float64)))  # (B, S)
-    draw = rng.integers(0, per_seed.shape[1], size=per_seed.shape)
-    means = np.nanmean(np.take_along_axis(per_seed, draw, axis=1), axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(means, [tail, 1.0 - tail])
-    return (float(low), float(high)) if math.isfinite(low) and math.isfinite(high) else None
-
-
 def tiles_interval(path: Path) -> tuple[float, float] | None:
-    """:func:`miou_interval` of the archive at ``path``; None when it is missing or unreadable."""
+    """The seed-mean test mIoU's bootstrap interval (:func:`samsar.uncertainty.seed_mean_interval`) of
+    the per-tile archive at ``path``; None when it is missing, unreadable or without tiles."""
     try:
-        return miou_interval(TileConfusions.load(path))
+        return seed_mean_interval(TileConfusions.load(path))
     except (OSError, ValueError):
         return None
 

@@ -19,11 +19,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from samsar.config import Params
+from samsar.errors import SamsarError
 from samsar.evaluation.headline import RESULTS_DIR
 from samsar.io import write_text
 from samsar.uncertainty import mean_and_std
 
 CURVE_FIELDS = ("step", "epoch", "val_mIoU", "val_mIoU_std", "train_loss", "n_seeds")
+
+
+class CurveError(SamsarError):
+    """A variant has no training curve (``results/curves/<variant>.csv``) to compare."""
 
 
 def curve_path(params: Params, variant: str) -> Path:
@@ -73,15 +78,27 @@ def write_curve(params: Params, variant: str, history: Iterable[Mapping[str, obj
     return path
 
 
+def check_curves(params: Params) -> None:
+    """:class:`CurveError` naming the first variant of ``params.variants`` without a training curve
+    (e.g. trained before train wrote one), so ``compare`` can stop before writing anything."""
+    missing = [v for v in params.variants if not curve_path(params, v).is_file()]
+    if not missing:
+        return
+    variant, path = missing[0], curve_path(params, missing[0])
+    shown = path.relative_to(params.root).as_posix() if path.is_relative_to(params.root) else path
+    also = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+    raise CurveError(f"{shown}: no training curve of variant '{variant}' (not trained, or trained before train "
+                     f"wrote curves){also}; run samsar train --variant {variant}")
+
+
 def write_val_curves(params: Params) -> Path:
     """Write ``results/val_curves.csv`` atomically: ``step`` and one ``val_mIoU`` column per variant
-    of ``params.variants`` (empty where a variant has no validation at that step)."""
+    of ``params.variants`` (empty where a variant has no validation at that step); :class:`CurveError`
+    when a variant has no curve."""
+    check_curves(params)
     by_variant = {}
     for variant in params.variants:
-        path = curve_path(params, variant)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no training curve of variant '{variant}'; run samsar train --variant {variant}")
-        with path.open(newline="") as f:
+        with curve_path(params, variant).open(newline="") as f:
             by_variant[variant] = {int(row["step"]): row["val_mIoU"] for row in csv.DictReader(f)}
     steps = sorted({step for curve in by_variant.values() for step in curve})
     buffer = io.StringIO()

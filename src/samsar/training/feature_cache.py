@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from samsar.io import atomic_path, write_json
+from samsar.progress import Progress
 
 DIHEDRAL_CODES = tuple(range(8))
 FORMAT_VERSION = 1
@@ -164,9 +164,12 @@ class CachedFeatureDataset(Dataset):
         if not missing:
             return
         step = batch_size or len(missing)
-        chunks: Iterable[int] = range(0, len(missing), step)
+        starts = range(0, len(missing), step)
+        chunks: Iterable[int] = starts
         if progress:
-            chunks = tqdm(chunks, desc="caching trunk features", unit="batch", disable=None)
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            main = not distributed or torch.distributed.get_rank() == 0  # one line per step, not one per rank
+            chunks = Progress(len(starts), "caching trunk features", enabled=main, unit="batch").iterate(starts)
         device = next(self.segmenter.parameters()).device
         for start in chunks:
             chunk = missing[start : start + step]

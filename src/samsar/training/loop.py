@@ -48,12 +48,12 @@ from samsar.errors import Interrupted, TrainingError
 from samsar.evaluation.metrics import format_metric, segmentation_metrics
 from samsar.evaluation.tiles import autocast_for, dataset_confusion, tile_logits
 from samsar.io import atomic_path, finite_or_none, write_json, write_text
+from samsar.progress import Progress
 from samsar.training.augment import augment_batch
 from samsar.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from samsar.training.curves import write_curve
 from samsar.training.distributed import DistContext, all_reduce_sum, broadcast_flag, distributed_context
 from samsar.training.losses import SegmentationLoss, class_weights_from_counts
-from samsar.training.progress import Progress
 from samsar.training.schedules import WarmupCosine
 from samsar.uncertainty import mean_and_std
 
@@ -79,11 +79,6 @@ def checkpoint_dir(params: Params, variant: str) -> Path:
 def checkpoint_path(params: Params, variant: str, seed: int) -> Path:
     """The resumable checkpoint of one seed of ``variant``."""
     return checkpoint_dir(params, variant) / f"seed{seed}" / "last.pt"
-
-
-def seed_dir(params: Params, variant: str, seed: int) -> Path:
-    """``models/<variant>/seeds/<seed>``: that seed's adapter, history.csv and train_summary.json."""
-    return params.variant_dir(variant) / "seeds" / str(seed)
 
 
 def train_variant(params: Params, variant: str, resume: bool = False, force_resume: bool = False) -> dict:
@@ -125,7 +120,7 @@ def train_variant(params: Params, variant: str, resume: bool = False, force_resu
                 from samsar.tracking.runs import log_seed_run
 
                 for summary in summaries:
-                    out = seed_dir(params, variant, summary["seed"])
+                    out = params.seed_dir(variant, summary["seed"])
                     summary["mlflow_run_id"] = log_seed_run(params, variant, summary, out, parent_handle.run_id)
                     write_json(out / "train_summary.json", finite_or_none(summary))
             summary = _write_variant_outputs(params, variant, summaries)
@@ -329,10 +324,10 @@ def _write_variant_outputs(params: Params, variant: str, summaries: list[dict]) 
     out = params.variant_dir(variant)
     selected = max(summaries, key=lambda s: -math.inf if s["best_val_mIoU"] is None else s["best_val_mIoU"])
     with atomic_path(out / "adapter") as tmp:
-        shutil.copytree(seed_dir(params, variant, selected["seed"]) / "adapter", tmp)
+        shutil.copytree(params.seed_dir(variant, selected["seed"]) / "adapter", tmp)
     rows = []
     for s in summaries:
-        with (seed_dir(params, variant, s["seed"]) / "history.csv").open() as f:
+        with (params.seed_dir(variant, s["seed"]) / "history.csv").open() as f:
             rows.extend(csv.DictReader(f))
     _write_history(out / "history.csv", rows)
     write_curve(params, variant, rows)
@@ -436,7 +431,7 @@ class Trainer:
             self.total_steps = min(self.total_steps, self.cfg.max_steps)
         self.ckpt_path = checkpoint_path(params, variant, seed)
         self.made_with = resume_record(params)
-        self.out_dir = seed_dir(params, variant, seed)
+        self.out_dir = params.seed_dir(variant, seed)
         self.best: dict[str, torch.Tensor] | None = None  # trainable tensors of the best validation round
 
     # -- setup helpers -------------------------------------------------------------------------

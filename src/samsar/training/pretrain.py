@@ -26,9 +26,9 @@ from samsar.data.synthetic import SOURCE_CLASSES, generate_scene
 from samsar.evaluation.metrics import confusion_matrix, segmentation_metrics
 from samsar.evaluation.tiles import autocast_for, fixed_threads
 from samsar.io import atomic_path, finite_or_none, write_json
+from samsar.progress import Progress
 from samsar.training.augment import augment_batch, random_crop_pair
 from samsar.training.losses import SegmentationLoss, class_weights_from_counts
-from samsar.training.progress import Progress
 from samsar.training.schedules import WarmupCosine
 
 SAM_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")

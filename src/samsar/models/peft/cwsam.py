@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samsar.models.classwise_decoder import reference_conv_init
 from samsar.models.peft.adapter import inject_adapters
 from samsar.models.peft.base import PeftMethod
 
@@ -74,9 +75,7 @@ def reference_init(module: nn.Module) -> None:
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            nn.init.zeros_(m.bias)
+            reference_conv_init(m)
 
 
 class Cwsam(PeftMethod):

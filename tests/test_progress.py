@@ -4,10 +4,8 @@ progress lines: every 10 % of the total and at least every 30 s."""
 from __future__ import annotations
 
 import io
-import re
 
-from samsar.training.loop import train_variant
-from samsar.training.progress import PLAIN_SECONDS, Progress, format_seconds
+from samsar.progress import PLAIN_SECONDS, Progress, format_seconds
 
 
 class FakeTty(io.StringIO):
@@ -91,11 +89,3 @@ def test_a_terminal_gets_the_bar_not_plain_lines():
     bar.update(10)
     bar.close()
     assert "step 10/10 (100 %)" not in stream.getvalue() and "10/10" in stream.getvalue()
-
-
-def test_training_off_a_terminal_prints_progress_lines(tiny_project, capsys):
-    params = tiny_project({"train": {"epochs": 2, "seeds": [0]}})
-    summary = train_variant(params, "decoder_only")
-    err = capsys.readouterr().err  # pytest's captured stderr is not a TTY
-    lines = re.findall(r"^decoder_only seed 0: step (\d+)/(\d+) \(\d+ %\).*loss", err, flags=re.M)
-    assert lines and lines[-1][0] == lines[-1][1] == str(summary["steps"][0])
