@@ -307,17 +307,24 @@ def card_task(params_path: str, variant: str, metrics_path: str) -> str:
 
 @task(name="register", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
 def register_task(params_path: str, variants: list[str]) -> dict[str, Any] | None:
-    """Register the evaluated variants (best new one -> challenger) and run the promotion gate."""
-    from samsar.tracking.registry import register_and_promote
+    """Register the evaluated variants (best new one per head -> challenger) and run each head's
+    promotion gate; returns the first head's decision (classwise when listed)."""
+    from samsar.tracking.registry import register_heads
 
-    decision = register_and_promote(load_params(params_path), variants=variants)
+    decisions = register_heads(load_params(params_path), variants=variants)
     logger = get_run_logger()
-    if decision is None:
-        logger.info("promotion decision: none (nothing new to gate; see reports/registry.json)")
+    if not decisions:
+        logger.info("promotion decision: none (tracking is off)")
+    for model, decision in decisions.items():
+        if decision is None:
+            logger.info("promotion decision for %s: none (nothing new to gate; see reports/registry.json)", model)
+        else:
+            logger.info("promotion decision: %s version %s %s; %s", decision.model, decision.version,
+                        "PROMOTED to champion" if decision.promoted else "NOT promoted", "; ".join(decision.reasons))
+    first = next(iter(decisions.values()), None)
+    if first is None:
         return None
-    logger.info("promotion decision: %s version %s %s; %s", decision.model, decision.version,
-                "PROMOTED to champion" if decision.promoted else "NOT promoted", "; ".join(decision.reasons))
-    return {"model": decision.model, "version": decision.version, "promoted": decision.promoted, "reasons": decision.reasons}
+    return {"model": first.model, "version": first.version, "promoted": first.promoted, "reasons": first.reasons}
 
 
 def ensure_gpu_limit(cfg: PipelineConfig) -> int:

@@ -80,15 +80,15 @@ class Recorder:
         write_text(path, "# card\n")
         return path
 
-    def register_and_promote(self, params, variants=None):
+    def register_heads(self, params, variants=None):
         self.calls.append(("register", tuple(variants)))
-        return None
+        return {}
 
     def install(self, stage) -> "Recorder":
         stage("samsar.training.loop", "train_variant", self.train_variant)
         stage("samsar.evaluation.runner", "evaluate_variant", self.evaluate_variant)
         stage("samsar.reporting.card", "write_card", self.write_card)
-        stage("samsar.tracking.registry", "register_and_promote", self.register_and_promote)
+        stage("samsar.tracking.registry", "register_heads", self.register_heads)
         return self
 
 
