@@ -228,3 +228,10 @@ def test_box_rows_without_a_box_baseline_get_no_verdict(tmp_path):
     assert _row(text, "lora-box §").rstrip().endswith("| n/a | n/a |")
     assert "`decoder_only-box`, which was not evaluated: no verdicts" in text
     assert "## Pairwise" not in text  # one variant per head: nothing to pair
+
+
+def test_object_counts_by_size_are_means_to_one_decimal():
+    from samsar.reporting.comparison import _by_size
+
+    assert _by_size({"small": 508 / 3, "medium": 247 / 3, "large": 3}) == "169.3 / 82.3 / 3"
+    assert _by_size(None) == "n/a"

@@ -206,7 +206,7 @@ def _by_size(counts: dict | None) -> str:
     """``small / medium / large`` object counts (means over seeds)."""
     if not counts:
         return "n/a"
-    return " / ".join(f"{counts.get(name, 0):g}" for name in ("small", "medium", "large"))
+    return " / ".join(f"{round(counts.get(name, 0), 1):g}" for name in ("small", "medium", "large"))
 
 
 def object_table(rows: dict[str, dict], object_classes: list[str], boxed: frozenset[str] = frozenset()) -> str:
