@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 
-import pytest
-
 from samsar.training.curves import CURVE_FIELDS, curve_path, curve_rows, write_curve, write_val_curves
 from samsar.training.loop import train_variant
 
@@ -54,36 +52,13 @@ def test_val_curves_table_has_one_column_per_variant(tiny_project):
     assert path.read_text().splitlines() == ["step,lora,decoder_only", "5,0.25,0.125", "10,0.5,"]
 
 
-def test_compare_stops_before_writing_when_a_variant_has_no_curve(tiny_project, tmp_path, monkeypatch):
-    """A variant trained before train wrote curves: one line naming its curve and the fix, nothing written."""
-    import json
+def test_val_curves_rebuild_an_old_variant_from_its_history_and_leave_an_untrained_one_empty(tiny_project):
+    from samsar.training.curves import write_val_curves
 
-    from typer.testing import CliRunner
-
-    from samsar.cli import app
-    from samsar.training.curves import CurveError, check_curves
-
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))  # else the CLI sets it in this process for good
-    monkeypatch.delenv("SAMSAR_DEBUG", raising=False)
-    params = tiny_project({"variants": ["lora", "decoder_only"]})
-    params_file = params.root / "params.yaml"
-    params.metrics_path("lora").parent.mkdir(parents=True)
-    params.metrics_path("lora").write_text(json.dumps({"mIoU": 0.5, "mIoU_std": 0.0, "mF1": 0.6, "OA": 0.8, "kappa": 0.4,
-                                                       "val_mIoU": 0.5, "seeds": [0], "n_test_tiles": 3}))
+    params = tiny_project({"variants": ["lora", "decoder_only", "cwsam"]})
     write_curve(params, "lora", [_row(0, 0, 5, 0.9, 0.25)])
-    before = sorted(p.relative_to(params.root) for p in params.root.rglob("*"))
-
-    result = CliRunner().invoke(app, ["compare", "--params", str(params_file)])
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert result.exit_code == 1 and "Traceback" not in result.stderr
-    assert errors == ["error: results/curves/decoder_only.csv: no training curve of variant 'decoder_only' (not trained, "
-                      "or trained before train wrote curves); run samsar train --variant decoder_only"]
-    assert sorted(p.relative_to(params.root) for p in params.root.rglob("*")) == before  # no comparison.md, no table
-    with pytest.raises(CurveError):
-        write_val_curves(params)
-
-    write_curve(params, "decoder_only", [_row(0, 0, 5, 0.9, 0.125)])  # with every curve, compare writes both
-    check_curves(params)
-    result = CliRunner().invoke(app, ["compare", "--params", str(params_file)])
-    assert result.exit_code == 0, result.stderr
-    assert (params.root / "reports" / "comparison.md").is_file() and (params.root / "results" / "val_curves.csv").is_file()
+    history = params.variant_dir("decoder_only") / "history.csv"  # trained before train wrote results/curves/
+    history.parent.mkdir(parents=True)
+    history.write_text("seed,epoch,step,train_loss,val_mIoU,lr,seconds\n0,0,5,0.9,0.5,0.001,1.0\n1,0,5,0.8,0.25,0.001,1.0\n")
+    lines = write_val_curves(params).read_text().splitlines()
+    assert lines == ["step,lora,decoder_only,cwsam", "5,0.25,0.375,"]

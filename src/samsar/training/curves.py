@@ -19,16 +19,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from samsar.config import Params
-from samsar.errors import SamsarError
 from samsar.evaluation.headline import RESULTS_DIR
 from samsar.io import write_text
 from samsar.uncertainty import mean_and_std
 
 CURVE_FIELDS = ("step", "epoch", "val_mIoU", "val_mIoU_std", "train_loss", "n_seeds")
-
-
-class CurveError(SamsarError):
-    """A variant has no training curve (``results/curves/<variant>.csv``) to compare."""
 
 
 def curve_path(params: Params, variant: str) -> Path:
@@ -78,28 +73,20 @@ def write_curve(params: Params, variant: str, history: Iterable[Mapping[str, obj
     return path
 
 
-def check_curves(params: Params) -> None:
-    """:class:`CurveError` naming the first variant of ``params.variants`` without a training curve
-    (e.g. trained before train wrote one), so ``compare`` can stop before writing anything."""
-    missing = [v for v in params.variants if not curve_path(params, v).is_file()]
-    if not missing:
-        return
-    variant, path = missing[0], curve_path(params, missing[0])
-    shown = path.relative_to(params.root).as_posix() if path.is_relative_to(params.root) else path
-    also = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
-    raise CurveError(f"{shown}: no training curve of variant '{variant}' (not trained, or trained before train "
-                     f"wrote curves){also}; run samsar train --variant {variant}")
-
-
 def write_val_curves(params: Params) -> Path:
     """Write ``results/val_curves.csv`` atomically: ``step`` and one ``val_mIoU`` column per variant
-    of ``params.variants`` (empty where a variant has no validation at that step); :class:`CurveError`
-    when a variant has no curve."""
-    check_curves(params)
+    of ``params.variants`` (empty where a variant has no validation at that step). A variant trained
+    before train wrote curves gets its column from ``models/<variant>/history.csv``; one not trained
+    yet an empty column, as the comparison lists it as not evaluated."""
     by_variant = {}
     for variant in params.variants:
-        with curve_path(params, variant).open(newline="") as f:
-            by_variant[variant] = {int(row["step"]): row["val_mIoU"] for row in csv.DictReader(f)}
+        path = curve_path(params, variant)
+        if path.is_file():
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            rows = curve_rows(_history_rows(params.variant_dir(variant) / "history.csv"))
+        by_variant[variant] = {int(row["step"]): _cell(row["val_mIoU"]) for row in rows}
     steps = sorted({step for curve in by_variant.values() for step in curve})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -109,3 +96,16 @@ def write_val_curves(params: Params) -> Path:
     path = params.path(RESULTS_DIR) / "val_curves.csv"
     write_text(path, buffer.getvalue())
     return path
+
+
+def _history_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _cell(value: object) -> object:
+    """A CSV cell: empty for an undefined value, a float rounded like :func:`write_curve`'s."""
+    number = _number(value)
+    return "" if number is None else round(number, 6)
