@@ -159,7 +159,7 @@ def test_dvc_exp_show_holds_the_headline_of_the_baseline_and_an_experiment(dvc_r
     assert diff[HEADLINE]["mIoU"]["old"] == baseline["mIoU"]
     curves = json.loads(run("dvc", "plots", "show", "--json", "val_mIoU"))
     points = curves["data"]["val_mIoU"][0]["content"]["data"]["values"]
-    assert {p["field"] for p in points} == {VARIANT} and len(points) == 2  # one point per validation
+    assert len(points) == 2 and all(0.0 <= float(p[VARIANT]) <= 1.0 for p in points)  # one point per validation
 
     # Each MLflow run of the experiment names it and its baseline commit; the plain `dvc repro` runs do not.
     from mlflow.tracking import MlflowClient
