@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,15 @@ def _logs(client, flow_run_ids) -> list[str]:
 
     logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=list(flow_run_ids))), limit=200)
     return [log.message for log in logs]
+
+
+def _logs_once(client, flow_run_id, ready, seconds: float = 60) -> list[str]:
+    """The run's log messages once ``ready(messages)`` holds (or after ``seconds``): a run's logs reach
+    the server in batches, possibly after its final state."""
+    deadline = time.monotonic() + seconds
+    while not ready(messages := _logs(client, [flow_run_id])) and time.monotonic() < deadline:
+        time.sleep(1)
+    return messages
 
 
 def _scene_runs(client, deployment_id):
@@ -101,14 +111,14 @@ def test_map_flow_spreads_scenes_over_two_workers_then_skips_them(tmp_path: Path
                 assert all(t.state.is_completed() for t in tasks)
                 spans = sorted((t.start_time, t.end_time) for t in tasks)
                 assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
-                parent_logs = _logs(client, [first.id])
+                parent_logs = _logs_once(client, first.id, lambda logs: sum(" mapped: s" in m for m in logs) >= 3)
                 assert sum(" mapped: s" in m for m in parent_logs) == 3 and any("0 to go, ETA" in m for m in parent_logs)
 
             second = run_deployment("samsar-map/test", parameters=parameters, timeout=600, poll_interval=2)
             assert second.state.is_completed(), second.state
             with get_client(sync_client=True) as client:
                 assert len(_scene_runs(client, scene_deployment.id)) == 3  # no scene was started again
-                parent_logs = _logs(client, [second.id])
+                parent_logs = _logs_once(client, second.id, lambda logs: sum(" skipped: " in m for m in logs) >= 3)
             assert sorted(m for m in parent_logs if " skipped: " in m) == [
                 f"scene {i + 1}/3 skipped: s{i}.tif (done with this model)" for i in range(3)]
             assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.glob("s?.tif"))} == snapshot

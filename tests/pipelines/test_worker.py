@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,17 @@ def _documented_git_add(printed: str) -> list[str]:
     step = doc[doc.index("## 0. "):doc.index("## 1. ")]
     assert [line for line in step.splitlines() if line.startswith("git add")] == [command], command
     return shlex.split(command)
+
+
+def _flow_run_logs(flow_run_id, marker: str, project: Path, env: dict, seconds: float = 60) -> str:
+    """``prefect flow-run logs`` once ``marker`` is in them (or after ``seconds``): a run's logs reach the
+    server in batches, possibly after its final state."""
+    deadline = time.monotonic() + seconds
+    while True:
+        logs = _run([sys.executable, "-m", "prefect", "flow-run", "logs", str(flow_run_id)], project, env).stdout
+        if marker in logs or time.monotonic() > deadline:
+            return logs
+        time.sleep(2)
 
 
 @pytest.mark.slow
@@ -119,13 +131,13 @@ def test_a_worker_runs_the_documented_procedure(tmp_path: Path, monkeypatch):
             flow_run = run_deployment("samsar-variant/gpu", parameters={"variant": "decoder_only"}, timeout=1200)
             worker_log = (tmp_path / "worker.log").read_text()[-6000:]
             assert flow_run.state.is_completed(), (flow_run.state, worker_log)
-            logs = _run([sys.executable, "-m", "prefect", "flow-run", "logs", str(flow_run.id)], project, env).stdout
+            logs = _flow_run_logs(flow_run.id, "promotion decision", project, env)
 
             failed = run_deployment("samsar-variant/gpu", parameters={"variant": "decoder_only"}, timeout=600,
                                     job_variables={"env": {"SAMSAR_GIT_BRANCH": "no-lock"}})
             with get_client(sync_client=True) as client:
                 failed = client.read_flow_run(failed.id)
-            failed_logs = _run([sys.executable, "-m", "prefect", "flow-run", "logs", str(failed.id)], project, env).stdout
+            failed_logs = _flow_run_logs(failed.id, "pull step", project, env)
 
     # samsar's lines: training progress, metrics, the promotion decision.
     assert re.search(r"decoder_only seed 0 epoch \d+: loss [\d.]+, val mIoU", logs), logs[-4000:]
