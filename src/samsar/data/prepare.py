@@ -117,7 +117,7 @@ def _index_source(params: Params, out: Path) -> RawIndex:
     decoder = LabelDecoder.from_params(params, listing.encoding)
     items = [
         check_pair(params, pair, decoder, out)
-        for pair in tqdm(listing.pairs, desc=f"checking {params.data.source} files", disable=None)
+        for pair in Progress(len(listing.pairs), f"checking {params.data.source} files", unit="pair").iterate(listing.pairs)
     ]
     _check_same_bands(items)
     return RawIndex(source=params.data.source, layout=listing.layout, encoding=listing.encoding, items=items)
