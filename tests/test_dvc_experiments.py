@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 VARIANT = "decoder_only"
 HEADLINE = f"results/{VARIANT}.json"
 
@@ -81,20 +78,10 @@ def test_results_are_not_ignored_by_git():
 
 
 @pytest.fixture
-def dvc_repo(tmp_path):
+def dvc_repo(tmp_path, git_dvc_repo):
     """A git + DVC repository holding the project's pipeline and a tiny params.yaml; returns (repo, run)."""
-    dvc = BIN / "dvc"
-    if not dvc.is_file() or shutil.which("git") is None or not (BIN / "samsar").is_file():
-        pytest.skip("dvc, git or the samsar command is not installed")
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DVC_", "MLFLOW_", "PREFECT_", "GIT_"))}
-    env |= {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(tmp_path / "home"),
-            "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@example.com"}
     repo = tmp_path / "repo"
-    repo.mkdir()
+    run = git_dvc_repo(repo)
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(REPO_ROOT / name, repo / name)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -102,19 +89,9 @@ def dvc_repo(tmp_path):
     shutil.copytree(REPO_ROOT / "pipelines", repo / "pipelines", ignore=skip)
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
-
-    def run(*args: str) -> str:
-        result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-        return result.stdout
-
-    run("git", "init", "-q")
-    run("git", "config", "user.name", "t")
-    run("git", "config", "user.email", "t@example.com")
-    run(str(dvc), "init", "-q")
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "project")
-    return repo, lambda *args: run(*(str(dvc) if a == "dvc" else a for a in args))
+    return repo, run
 
 
 def _rows(show: list[dict]) -> dict[str, dict]:

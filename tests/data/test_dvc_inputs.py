@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from data_helpers import FUSAR1_CLASSES, REPO_ROOT, make_folder_dataset, rgb_mask, write_params, write_png, write_tiff
-
-BIN = Path(sys.executable).parent
 
 
 def test_every_shipped_params_file_names_the_inputs_dvc_tracks():
@@ -31,18 +25,12 @@ def test_every_shipped_params_file_names_the_inputs_dvc_tracks():
 
 
 @pytest.fixture
-def dvc_project(tmp_path):
+def dvc_project(tmp_path, git_dvc_repo):
     """A git + DVC repository holding the real `prepare` stage, fed from a folder outside the repository."""
-    dvc = BIN / "dvc"
-    if not dvc.is_file() or shutil.which("git") is None or not (BIN / "samsar").is_file():
-        pytest.skip("dvc, git or the samsar command is not installed")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(tmp_path / "home"),
-           "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1"}
     repo = tmp_path / "repo"
+    run = git_dvc_repo(repo)
     source = make_folder_dataset(tmp_path / "shared" / "chips", n=6, size=32)
     stage = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["prepare"]
-    repo.mkdir()
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"prepare": stage}}, sort_keys=False))
     for dep in stage["deps"]:
         if "${" not in dep:  # the stage's code dependency: a stand-in file is enough here
@@ -50,16 +38,8 @@ def dvc_project(tmp_path):
             (repo / dep / "stand_in.py").write_text("# stand-in\n")
     write_params(repo, data={"source": "folder", "inputs": "../shared/chips", "folder": {"root": "../shared/chips"}},
                  preprocess={"tile_size": 32, "stride": 32})
-
-    def run(*args):
-        result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    run("git", "init", "-q")
-    run(str(dvc), "init", "-q")
-    run(str(dvc), "repro", "prepare")
-    return repo, source, lambda: run(str(dvc), "status", "prepare"), lambda: run(str(dvc), "repro", "prepare")
+    run("dvc", "repro", "prepare")
+    return repo, source, lambda: run("dvc", "status", "prepare"), lambda: run("dvc", "repro", "prepare")
 
 
 def test_editing_or_adding_a_source_file_makes_prepare_changed(dvc_project):
