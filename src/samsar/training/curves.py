@@ -78,6 +78,8 @@ def write_val_curves(params: Params) -> Path:
     of ``params.variants`` (empty where a variant has no validation at that step). A variant trained
     before train wrote curves gets its column from ``models/<variant>/history.csv``; one not trained
     yet an empty column, as the comparison lists it as not evaluated."""
+    from samsar.evaluation.runner import read_history  # matplotlib and skimage: kept out of training's imports
+
     by_variant = {}
     for variant in params.variants:
         path = curve_path(params, variant)
@@ -85,7 +87,7 @@ def write_val_curves(params: Params) -> Path:
             with path.open(newline="") as f:
                 rows = list(csv.DictReader(f))
         else:
-            rows = curve_rows(_history_rows(params.variant_dir(variant) / "history.csv"))
+            rows = curve_rows(read_history(params, variant))
         by_variant[variant] = {int(row["step"]): _cell(row["val_mIoU"]) for row in rows}
     steps = sorted({step for curve in by_variant.values() for step in curve})
     buffer = io.StringIO()
@@ -96,13 +98,6 @@ def write_val_curves(params: Params) -> Path:
     path = params.path(RESULTS_DIR) / "val_curves.csv"
     write_text(path, buffer.getvalue())
     return path
-
-
-def _history_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _cell(value: object) -> object:
