@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -104,6 +105,11 @@ def write_json(target: Path | str, obj: Any) -> None:
     except ValueError as exc:
         raise ValueError(f"{target}: {exc}; write None for an undefined number (samsar.io.finite_or_none)") from exc
     write_text(target, text + "\n")
+
+
+def is_finite_number(value: Any) -> bool:
+    """A real, finite number (numpy scalars included); False for bools, None, NaN, infinities and the rest."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def finite_or_none(obj: Any) -> Any:

@@ -19,7 +19,7 @@ import numpy as np
 
 from samsar.config import Params
 from samsar.evaluation.metrics import mean_scores
-from samsar.io import write_json
+from samsar.io import is_finite_number, write_json
 from samsar.uncertainty import TileConfusions, seed_mean_intervals
 
 RESULTS_DIR = "results"  # git-tracked: headline metrics and training curves (not in .gitignore)
@@ -29,10 +29,6 @@ HEADLINE_KEYS = ("mIoU", "mF1", "OA", "kappa")
 def headline_path(params: Params, variant: str) -> Path:
     """``results/<variant>.json``."""
     return params.path(RESULTS_DIR) / f"{variant}.json"
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def _bounds(interval: object) -> tuple[object, object]:
@@ -68,13 +64,13 @@ def headline_metrics(metrics: dict, tiles: TileConfusions | None = None) -> dict
     out: dict[str, float] = {}
     for key in HEADLINE_KEYS:
         for name, value in ((key, metrics.get(key)), (f"{key}_std", metrics.get(f"{key}_std"))):
-            if _finite(value):
+            if is_finite_number(value):
                 out[name] = float(value)
         interval = intervals.get(key)
         if interval is not None and all(np.isfinite(interval)):
             out[f"{key}_ci_low"], out[f"{key}_ci_high"] = interval
     for name, value in _object_f1(metrics).items():
-        if _finite(value):
+        if is_finite_number(value):
             out[name] = float(value)
     return out
 

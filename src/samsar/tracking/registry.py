@@ -46,7 +46,7 @@ from rich.table import Table
 
 from samsar.config import Params, variant_head
 from samsar.errors import SamsarError
-from samsar.io import write_json
+from samsar.io import is_finite_number, write_json
 from samsar.tracking import store
 from samsar.tracking.provenance import UNKNOWN, base_checkpoint_ref
 from samsar.tracking.runs import public_uri, recorded_store
@@ -200,10 +200,6 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
 def metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
     """The numbers of a metrics/<variant>.json as version tags.
 
@@ -214,10 +210,10 @@ def metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
     tags = {
         METRIC_PREFIX + key: repr(float(value))
         for key, value in metrics.items()
-        if key not in NOT_METRICS and _finite(value)
+        if key not in NOT_METRICS and is_finite_number(value)
     }
     for cls, value in (metrics.get("per_class_iou") or {}).items():
-        if _finite(value):
+        if is_finite_number(value):
             tags[CLASS_IOU_PREFIX + cls] = repr(float(value))
     return tags
 
